@@ -1,0 +1,128 @@
+"""Waveform -> log-magnitude spectrogram, on graph (tf.signal).
+
+The frontend follows the paper: 16 kHz audio, a 25 ms window (400 samples), a
+10 ms hop (160 samples), a 1024-point FFT (513 linear-frequency bins) and
+log(|X| + log_offset) compression.
+
+Conventions:
+  * Window: the PERIODIC Hann window of `frame_length` samples
+    (`tf.signal.hann_window(frame_length, periodic=True)`, i.e.
+    0.5 - 0.5 cos(2 pi k / frame_length), k = 0..frame_length-1, the same as
+    `scipy.signal.get_window("hann", frame_length)`). Each windowed frame is
+    zero-padded at its end to `fft_length` before the real FFT.
+  * No padding of the signal: frame i covers samples
+    [i * frame_step, i * frame_step + frame_length), and there are
+    1 + (num_samples - frame_length) // frame_step frames (398 for a 4 s note
+    of 64000 samples); trailing samples that do not fill a frame are unused.
+  * Leading dimensions are kept: [..., samples] -> [..., frames, bins].
+"""
+
+import tensorflow as tf
+
+SAMPLE_RATE_HZ = 16000
+NUM_SAMPLES = 64000  # 4 s notes, as in NSynth.
+FRAME_LENGTH = 400  # 25 ms at 16 kHz.
+FRAME_STEP = 160  # 10 ms at 16 kHz.
+FFT_LENGTH = 1024  # 513 bins.
+LOG_OFFSET = 1e-6
+
+
+def num_frames(num_samples, frame_length=FRAME_LENGTH, frame_step=FRAME_STEP):
+  """Number of STFT frames for `num_samples` samples (no padding).
+
+  Raises:
+    ValueError: if num_samples < frame_length (not even one frame) or the
+      frame parameters are not positive.
+  """
+  _check_frame_params(frame_length, frame_step)
+  if num_samples < frame_length:
+    raise ValueError(
+        f"Audio of {num_samples} samples is shorter than one STFT frame "
+        f"(frame_length={frame_length}); pass at least {frame_length} samples.")
+  return 1 + (num_samples - frame_length) // frame_step
+
+
+def num_bins(fft_length=FFT_LENGTH):
+  """Number of frequency bins of a real FFT of `fft_length` points."""
+  return fft_length // 2 + 1
+
+
+def _check_frame_params(frame_length, frame_step, fft_length=None):
+  if int(frame_length) <= 0 or int(frame_step) <= 0:
+    raise ValueError(
+        f"frame_length={frame_length} and frame_step={frame_step} must be "
+        "positive integers.")
+  if fft_length is not None and int(fft_length) < int(frame_length):
+    raise ValueError(
+        f"fft_length={fft_length} is shorter than frame_length={frame_length};"
+        " use fft_length >= frame_length.")
+
+
+def log_magnitude_spectrogram(waveform,
+                              frame_length=FRAME_LENGTH,
+                              frame_step=FRAME_STEP,
+                              fft_length=FFT_LENGTH,
+                              log_offset=LOG_OFFSET):
+  """Log-compressed magnitude STFT of a waveform.
+
+  Args:
+    waveform: float waveform [batch, samples] (any number of leading
+      dimensions, at least one: [..., samples]). Cast to float32.
+    frame_length: window length in samples (periodic Hann window).
+    frame_step: hop in samples.
+    fft_length: FFT size; bins = fft_length // 2 + 1.
+    log_offset: added to the magnitude before the natural log.
+
+  Returns:
+    float32 [batch, frames, bins] (generally [..., frames, bins]) with
+    frames = 1 + (samples - frame_length) // frame_step and
+    bins = fft_length // 2 + 1: log(|STFT| + log_offset).
+
+  Raises:
+    ValueError: if the waveform is a scalar, or its (static) number of samples
+      is shorter than one frame, or the frame parameters are invalid.
+  """
+  _check_frame_params(frame_length, frame_step, fft_length)
+  if log_offset <= 0:
+    raise ValueError(
+        f"log_offset={log_offset} must be > 0 (log of a zero magnitude).")
+  waveform = tf.convert_to_tensor(waveform)
+  if waveform.dtype != tf.float32:
+    waveform = tf.cast(waveform, tf.float32)
+  rank = waveform.shape.rank
+  if rank is not None and rank < 1:
+    raise ValueError(
+        f"waveform must have shape [..., samples] (rank >= 1), got shape "
+        f"{waveform.shape}; pass e.g. [batch, samples].")
+  samples = waveform.shape[-1] if rank is not None else None
+  if samples is not None:
+    num_frames(samples, frame_length, frame_step)  # Raises if too short.
+  stft = tf.signal.stft(
+      waveform,
+      frame_length=frame_length,
+      frame_step=frame_step,
+      fft_length=fft_length,
+      window_fn=_periodic_hann,
+      pad_end=False)  # [..., frames, bins] complex64
+  return tf.math.log(tf.abs(stft) + log_offset)
+
+
+def _periodic_hann(window_length, dtype=tf.float32):
+  return tf.signal.hann_window(window_length, periodic=True, dtype=dtype)
+
+
+def standardize(spectrogram, epsilon=1e-5):
+  """Per-example standardisation of a spectrogram over frames and bins.
+
+  (x - mean) / (std + epsilon), mean and std taken over the last two axes of
+  each example; a constant (e.g. silent) example becomes all zeros.
+
+  Args:
+    spectrogram: float32 [batch, frames, bins] (or [..., frames, bins]).
+    epsilon: added to the standard deviation.
+
+  Returns:
+    float32, same shape.
+  """
+  mean, variance = tf.nn.moments(spectrogram, axes=[-2, -1], keepdims=True)
+  return (spectrogram - mean) / (tf.sqrt(variance) + epsilon)
