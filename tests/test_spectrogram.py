@@ -1,0 +1,112 @@
+"""audio_perm.spectrogram against an independent numpy/scipy STFT."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import tensorflow as tf
+
+from audio_perm import spectrogram
+
+
+def _numpy_stft_magnitude(x, frame_length, frame_step, fft_length,
+                          window="periodic"):
+  """|STFT| by explicit framing + rfft in float64: [..., S] -> [..., T, F]."""
+  x = np.asarray(x, np.float64)
+  n = 1 + (x.shape[-1] - frame_length) // frame_step
+  idx = np.arange(n)[:, None] * frame_step + np.arange(frame_length)
+  frames = x[..., idx]  # [..., T, L]
+  if window == "periodic":
+    w = scipy.signal.get_window("hann", frame_length, fftbins=True)
+  else:
+    w = scipy.signal.windows.hann(frame_length, sym=True)
+  return np.abs(np.fft.rfft(frames * w, n=fft_length, axis=-1))
+
+
+@pytest.mark.parametrize("frame_length,frame_step,fft_length,num_samples", [
+    (400, 160, 1024, 64000),
+    (64, 16, 64, 1000),
+    (100, 33, 128, 1234),
+])
+def test_matches_numpy_reference(frame_length, frame_step, fft_length,
+                                 num_samples):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, num_samples)).astype(np.float32)
+  got = spectrogram.log_magnitude_spectrogram(
+      x, frame_length, frame_step, fft_length, log_offset=1e-6).numpy()
+  ref_mag = _numpy_stft_magnitude(x, frame_length, frame_step, fft_length)
+  frames = 1 + (num_samples - frame_length) // frame_step
+  assert got.shape == (2, frames, fft_length // 2 + 1)
+  assert got.dtype == np.float32
+  assert spectrogram.num_frames(num_samples, frame_length, frame_step) == frames
+  # Magnitudes to float32 accuracy, and the log where the magnitude is not
+  # dominated by float32 round-off.
+  got_mag = np.exp(got.astype(np.float64)) - 1e-6
+  np.testing.assert_allclose(got_mag, ref_mag, rtol=0,
+                             atol=2e-6 * ref_mag.max())
+  big = ref_mag > 1e-3 * ref_mag.max()
+  np.testing.assert_allclose(got[big], np.log(ref_mag[big] + 1e-6),
+                             rtol=0, atol=1e-3)
+
+
+def test_window_is_periodic_hann_not_symmetric():
+  x = np.random.default_rng(1).standard_normal((1, 4000)).astype(np.float32)
+  got = np.exp(spectrogram.log_magnitude_spectrogram(x).numpy()) - 1e-6
+  periodic = _numpy_stft_magnitude(x, 400, 160, 1024, "periodic")
+  symmetric = _numpy_stft_magnitude(x, 400, 160, 1024, "symmetric")
+  err_p = np.abs(got - periodic).max()
+  err_s = np.abs(got - symmetric).max()
+  assert err_p < 1e-4 < err_s
+
+
+def test_pure_tone_peaks_at_its_bin():
+  freq_hz = 1000.0
+  t = np.arange(spectrogram.NUM_SAMPLES) / spectrogram.SAMPLE_RATE_HZ
+  x = np.sin(2 * np.pi * freq_hz * t).astype(np.float32)[None]
+  spec = spectrogram.log_magnitude_spectrogram(x).numpy()
+  assert spec.shape == (1, 398, 513)
+  expected_bin = round(freq_hz * spectrogram.FFT_LENGTH /
+                       spectrogram.SAMPLE_RATE_HZ)  # 64
+  assert np.all(spec[0].argmax(-1) == expected_bin)
+
+
+def test_leading_dims_and_graph_mode():
+  x = np.random.default_rng(2).standard_normal((2, 3, 2000)).astype(np.float32)
+  fn = tf.function(lambda w: spectrogram.log_magnitude_spectrogram(w, 400, 160))
+  got = fn(x).numpy()
+  assert got.shape == (2, 3, 11, 513)
+  flat = spectrogram.log_magnitude_spectrogram(x.reshape(6, 2000)).numpy()
+  np.testing.assert_allclose(got.reshape(6, 11, 513), flat, atol=1e-5)
+  one = spectrogram.log_magnitude_spectrogram(x[0, 0]).numpy()
+  np.testing.assert_allclose(one, got[0, 0], atol=1e-5)
+
+
+def test_silence_is_log_offset():
+  spec = spectrogram.log_magnitude_spectrogram(np.zeros((1, 1000), np.float32))
+  np.testing.assert_allclose(spec.numpy(), np.log(1e-6), rtol=1e-6)
+
+
+def test_bad_inputs_raise_value_error_naming_the_value():
+  with pytest.raises(ValueError, match="399 samples"):
+    spectrogram.log_magnitude_spectrogram(np.zeros((2, 399), np.float32))
+  with pytest.raises(ValueError, match=r"rank >= 1"):
+    spectrogram.log_magnitude_spectrogram(np.float32(1.0))
+  with pytest.raises(ValueError, match="fft_length=256"):
+    spectrogram.log_magnitude_spectrogram(np.zeros((1, 1000)), fft_length=256)
+  with pytest.raises(ValueError, match="frame_step=0"):
+    spectrogram.log_magnitude_spectrogram(np.zeros((1, 1000)), frame_step=0)
+  with pytest.raises(ValueError, match="log_offset"):
+    spectrogram.log_magnitude_spectrogram(np.zeros((1, 1000)), log_offset=0.0)
+  with pytest.raises(ValueError, match="10 samples"):
+    spectrogram.num_frames(10)
+
+
+def test_standardize_per_example():
+  rng = np.random.default_rng(3)
+  x = (rng.standard_normal((3, 20, 7)) * [[[1.0]], [[5.0]], [[0.1]]] +
+       [[[2.0]], [[-4.0]], [[0.0]]]).astype(np.float32)
+  x[2] = 1.5  # A constant example becomes zeros.
+  got = spectrogram.standardize(x).numpy()
+  ref = (x[:2] - x[:2].mean((1, 2), keepdims=True)) / (
+      x[:2].std((1, 2), keepdims=True) + 1e-5)
+  np.testing.assert_allclose(got[:2], ref, atol=1e-4)
+  np.testing.assert_array_equal(got[2], 0.0)
