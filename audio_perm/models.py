@@ -1,0 +1,202 @@
+"""Context-free network (CFN) encoder, heads and the pretext model.
+
+The CFN (Noroozi & Favaro 2016) applies ONE convolutional backbone, with
+shared weights, to every patch of a shuffled spectrogram, concatenates the
+per-patch features in the order the patches are shown, and feeds them to two
+fully connected layers; a head then gives one score per patch (ranking
+objectives) or one logit per permutation of a fixed set (classification).
+
+  patches [B, n, h, w, 1]
+    -> per-example standardisation over all patches (order-invariant)
+    -> PatchBackbone, shared over the n patches          -> [B, n, C5]
+    -> flatten in presentation order                      -> [B, n * C5]
+    -> fc1 = the EMBEDDING (Dense + ReLU)                 -> [B, embedding_dim]
+    -> fc2 (Dense + ReLU)                                 -> [B, hidden_dim]
+    -> head (Dense, float32)                              -> [B, head_size]
+
+`build_encoder` returns the part up to fc1 (what downstream tasks use, with the
+patches in their natural order); `build_pretext_model` stacks fc2 and the head
+on an encoder.
+
+The backbone is AlexNet-like and sized for spectrogram patches: a 10-band
+frequency patch of a 398 x 513 spectrogram is 398 frames x 51 bins, a 10-slice
+time patch 39 x 513, a 2 x 5 time-frequency tile 79 x 256. Every convolution
+and pooling uses "same" padding and the stack ends in a global average pool, so
+the same code serves every scheme and any patch size >= 1 x 1.
+
+Normalisation: "layer" (default) normalises each position over channels, per
+example, so replicas never share statistics and 1 or N replicas give the same
+update; "batch" uses synchronised BatchNorm (statistics all-reduced over
+replicas under tf.distribute, at some cost); "none" has no normalisation.
+"""
+
+import keras
+from keras import ops
+
+# AlexNet's conv channels (conv1..conv5); `width` multiplies them.
+BASE_CHANNELS = (96, 256, 384, 384, 256)
+# (kernel, stride, max-pool after) for conv1..conv5.
+_CONV_LAYOUT = ((5, 2, True), (5, 1, True), (3, 1, False), (3, 1, False),
+                (3, 1, False))
+NORMALIZATIONS = ("layer", "batch", "none")
+
+
+def backbone_channels(width):
+  """Channels of conv1..conv5 for a width multiplier (at least 1 each)."""
+  if not width > 0:
+    raise ValueError(f"width must be > 0, got {width!r}; e.g. 1.0 for the "
+                     "AlexNet-sized backbone, 0.25 for a small CPU model.")
+  return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
+
+
+class ExampleStandardization(keras.layers.Layer):
+  """Standardises each example over all of its patches.
+
+  The mean and standard deviation are taken over every patch of an example,
+  so they do not depend on the order the patches are shown in and the
+  relative level of the patches (which tells frequency bands apart) is kept.
+
+  Input/output: [batch, num_patches, height, width, channels].
+  """
+
+  def __init__(self, epsilon=1e-3, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+    self.epsilon = epsilon
+
+  def call(self, patches):
+    axes = tuple(range(1, len(patches.shape)))
+    mean = ops.mean(patches, axis=axes, keepdims=True)
+    var = ops.var(patches, axis=axes, keepdims=True)
+    return (patches - mean) * ops.rsqrt(var + self.epsilon)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(epsilon=self.epsilon)
+    return config
+
+
+class PatchBackbone(keras.layers.Layer):
+  """The shared conv stack applied to every patch.
+
+  Input: [batch, num_patches, height, width, channels].
+  Output: [batch, num_patches, channels_out] with channels_out =
+  backbone_channels(width)[-1].
+  """
+
+  def __init__(self, width=1.0, normalization="layer", **kwargs):
+    super().__init__(**kwargs)
+    if normalization not in NORMALIZATIONS:
+      raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got "
+                       f"{normalization!r}.")
+    self.width = width
+    self.normalization = normalization
+    self.channels = backbone_channels(width)
+    self.blocks = []
+    for i, (channels, (kernel, stride, pool)) in enumerate(
+        zip(self.channels, _CONV_LAYOUT)):
+      block = [keras.layers.Conv2D(
+          channels, kernel, strides=stride, padding="same",
+          use_bias=normalization == "none", name=f"conv{i + 1}")]
+      if normalization == "layer":
+        block.append(keras.layers.LayerNormalization(
+            axis=-1, epsilon=1e-3, name=f"norm{i + 1}"))
+      elif normalization == "batch":
+        block.append(keras.layers.BatchNormalization(
+            synchronized=True, name=f"norm{i + 1}"))
+      block.append(keras.layers.ReLU(name=f"relu{i + 1}"))
+      if pool:
+        block.append(keras.layers.MaxPooling2D(
+            3, strides=2, padding="same", name=f"pool{i + 1}"))
+      self.blocks.append(block)
+    self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
+
+  def build(self, input_shape):
+    _, _, height, width, channels = input_shape
+    shape = (None, height, width, channels)
+    for block in self.blocks:
+      for layer in block:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    self.global_pool.build(shape)
+
+  def call(self, patches, training=False):
+    num_patches, height, width, channels = patches.shape[1:]
+    x = ops.reshape(patches, (-1, height, width, channels))  # [B*n, h, w, c]
+    for block in self.blocks:
+      for layer in block:
+        x = layer(x, training=training)
+    x = self.global_pool(x)  # [B*n, C5]
+    return ops.reshape(x, (-1, num_patches, x.shape[-1]))  # [B, n, C5]
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], input_shape[1], self.channels[-1])
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(width=self.width, normalization=self.normalization)
+    return config
+
+
+def _check_positive(name, value):
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def build_encoder(num_patches, patch_shape, width=0.25, embedding_dim=256,
+                  normalization="layer", channels=1, name="encoder"):
+  """The CFN encoder: patches -> embedding (the first fully connected layer).
+
+  Args:
+    num_patches: n, patches per example.
+    patch_shape: (patch_frames, patch_bins) of one patch.
+    width: channel multiplier of the AlexNet-like backbone (1.0 = 96..384
+      channels; 0.25 is the small CPU default).
+    embedding_dim: size of the first fully connected layer, the embedding.
+    normalization: "layer", "batch" (synchronised) or "none"; see module doc.
+    channels: channels of a patch (1 for a spectrogram).
+    name: model name.
+
+  Returns:
+    keras.Model mapping float32 [batch, num_patches, patch_frames, patch_bins,
+    channels] to float32 [batch, embedding_dim].
+  """
+  _check_positive("num_patches", num_patches)
+  _check_positive("embedding_dim", embedding_dim)
+  _check_positive("channels", channels)
+  patch_frames, patch_bins = (int(d) for d in patch_shape)
+  _check_positive("patch_frames", patch_frames)
+  _check_positive("patch_bins", patch_bins)
+  inputs = keras.Input((num_patches, patch_frames, patch_bins, channels),
+                       name="patches")
+  x = ExampleStandardization(name="standardize")(inputs)
+  x = PatchBackbone(width, normalization, name="backbone")(x)  # [B, n, C5]
+  x = keras.layers.Flatten(name="concat")(x)  # [B, n * C5]
+  embedding = keras.layers.Dense(embedding_dim, activation="relu",
+                                 name="fc1_embedding")(x)
+  return keras.Model(inputs, embedding, name=name)
+
+
+def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext"):
+  """Stacks fc2 and a head on an encoder.
+
+  Args:
+    encoder: a model from `build_encoder`.
+    head_size: n (one score per patch) or K (one logit per permutation).
+    hidden_dim: size of fc2; defaults to the embedding size.
+    name: model name.
+
+  Returns:
+    keras.Model mapping the encoder's input [batch, n, h, w, c] to float32
+    [batch, head_size] (float32 even under a mixed-precision policy).
+  """
+  _check_positive("head_size", head_size)
+  embedding_dim = encoder.output.shape[-1]
+  hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
+  _check_positive("hidden_dim", hidden_dim)
+  inputs = keras.Input(encoder.input.shape[1:], name="patches")
+  x = encoder(inputs)
+  x = keras.layers.Dense(hidden_dim, activation="relu", name="fc2")(x)
+  outputs = keras.layers.Dense(head_size, dtype="float32", name="head")(x)
+  return keras.Model(inputs, outputs, name=name)
+
