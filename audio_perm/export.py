@@ -65,7 +65,7 @@ class EncoderConfig:
   grid: Optional[Tuple[int, int]] = None
   width: float = 0.25
   embedding_dim: int = 256
-  normalization: str = "layer"
+  normalization: str = "example"
   crop_frames: Optional[int] = None
   num_samples: int = spectrogram.NUM_SAMPLES
 

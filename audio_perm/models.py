@@ -24,10 +24,17 @@ time patch 39 x 513, a 2 x 5 time-frequency tile 79 x 256. Every convolution
 and pooling uses "same" padding and the stack ends in a global average pool, so
 the same code serves every scheme and any patch size >= 1 x 1.
 
-Normalisation: "layer" (default) normalises each position over channels, per
-example, so replicas never share statistics and 1 or N replicas give the same
-update; "batch" uses synchronised BatchNorm (statistics all-reduced over
-replicas under tf.distribute, at some cost); "none" has no normalisation.
+Normalisation after each convolution (`NORMALIZATIONS`):
+  * "example" (default): each channel is standardised over ALL the patches of
+    one example (positions of every patch), then scaled and shifted by
+    learned per-channel factors. The statistics do not depend on the order of
+    the patches, keep the relative level of the patches (the cue that orders
+    frequency bands; a per-patch or per-position normalisation such as
+    LayerNorm would erase it) and never mix examples, so replicas share
+    nothing and 1 or N replicas give the same update.
+  * "batch": synchronised BatchNorm (statistics all-reduced over replicas
+    under tf.distribute, so the update also matches, at some cost).
+  * "none": no normalisation (convolutions with biases).
 """
 
 import keras
@@ -38,7 +45,7 @@ BASE_CHANNELS = (96, 256, 384, 384, 256)
 # (kernel, stride, max-pool after) for conv1..conv5.
 _CONV_LAYOUT = ((5, 2, True), (5, 1, True), (3, 1, False), (3, 1, False),
                 (3, 1, False))
-NORMALIZATIONS = ("layer", "batch", "none")
+NORMALIZATIONS = ("example", "batch", "none")
 
 
 def backbone_channels(width):
@@ -76,19 +83,69 @@ class ExampleStandardization(keras.layers.Layer):
     return config
 
 
+class ExampleNormalization(keras.layers.Layer):
+  """Per-channel standardisation over all the patches of each example.
+
+  Input/output: [batch * num_patches, height, width, channels], the patches of
+  an example being consecutive (as PatchBackbone lays them out). Statistics
+  are taken per example and channel over (patches, height, width), then a
+  learned per-channel scale and offset are applied.
+  """
+
+  def __init__(self, num_patches, epsilon=1e-3, **kwargs):
+    super().__init__(**kwargs)
+    self.num_patches = num_patches
+    self.epsilon = epsilon
+
+  def build(self, input_shape):
+    channels = input_shape[-1]
+    self.gamma = self.add_weight(shape=(channels,), initializer="ones",
+                                 name="gamma")
+    self.beta = self.add_weight(shape=(channels,), initializer="zeros",
+                                name="beta")
+
+  def call(self, x):
+    height, width, channels = x.shape[1:]
+    dtype = x.dtype
+    x = ops.cast(x, "float32")
+    x = ops.reshape(x, (-1, self.num_patches, height, width,
+                        channels))  # [B, n, h, w, c]
+    mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+    var = ops.var(x, axis=(1, 2, 3), keepdims=True)
+    x = (x - mean) * ops.rsqrt(var + self.epsilon)
+    x = ops.reshape(x, (-1, height, width, channels))  # [B*n, h, w, c]
+    x = x * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
+    return ops.cast(x, dtype)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_patches=self.num_patches, epsilon=self.epsilon)
+    return config
+
+
 class PatchBackbone(keras.layers.Layer):
   """The shared conv stack applied to every patch.
 
   Input: [batch, num_patches, height, width, channels].
   Output: [batch, num_patches, channels_out] with channels_out =
   backbone_channels(width)[-1].
+
+  Args:
+    num_patches: n (static; "example" normalisation groups the n patches).
+    width: channel multiplier (see backbone_channels).
+    normalization: one of NORMALIZATIONS.
   """
 
-  def __init__(self, width=1.0, normalization="layer", **kwargs):
+  def __init__(self, num_patches, width=1.0, normalization="example",
+               **kwargs):
     super().__init__(**kwargs)
     if normalization not in NORMALIZATIONS:
       raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got "
                        f"{normalization!r}.")
+    self.num_patches = num_patches
     self.width = width
     self.normalization = normalization
     self.channels = backbone_channels(width)
@@ -98,9 +155,8 @@ class PatchBackbone(keras.layers.Layer):
       block = [keras.layers.Conv2D(
           channels, kernel, strides=stride, padding="same",
           use_bias=normalization == "none", name=f"conv{i + 1}")]
-      if normalization == "layer":
-        block.append(keras.layers.LayerNormalization(
-            axis=-1, epsilon=1e-3, name=f"norm{i + 1}"))
+      if normalization == "example":
+        block.append(ExampleNormalization(num_patches, name=f"norm{i + 1}"))
       elif normalization == "batch":
         block.append(keras.layers.BatchNormalization(
             synchronized=True, name=f"norm{i + 1}"))
@@ -134,7 +190,8 @@ class PatchBackbone(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(width=self.width, normalization=self.normalization)
+    config.update(num_patches=self.num_patches, width=self.width,
+                  normalization=self.normalization)
     return config
 
 
@@ -144,7 +201,7 @@ def _check_positive(name, value):
 
 
 def build_encoder(num_patches, patch_shape, width=0.25, embedding_dim=256,
-                  normalization="layer", channels=1, name="encoder"):
+                  normalization="example", channels=1, name="encoder"):
   """The CFN encoder: patches -> embedding (the first fully connected layer).
 
   Args:
@@ -153,7 +210,8 @@ def build_encoder(num_patches, patch_shape, width=0.25, embedding_dim=256,
     width: channel multiplier of the AlexNet-like backbone (1.0 = 96..384
       channels; 0.25 is the small CPU default).
     embedding_dim: size of the first fully connected layer, the embedding.
-    normalization: "layer", "batch" (synchronised) or "none"; see module doc.
+    normalization: "example", "batch" (synchronised) or "none"; see the
+      module docstring.
     channels: channels of a patch (1 for a spectrogram).
     name: model name.
 
@@ -170,7 +228,8 @@ def build_encoder(num_patches, patch_shape, width=0.25, embedding_dim=256,
   inputs = keras.Input((num_patches, patch_frames, patch_bins, channels),
                        name="patches")
   x = ExampleStandardization(name="standardize")(inputs)
-  x = PatchBackbone(width, normalization, name="backbone")(x)  # [B, n, C5]
+  x = PatchBackbone(num_patches, width, normalization,
+                    name="backbone")(x)  # [B, n, C5]
   x = keras.layers.Flatten(name="concat")(x)  # [B, n * C5]
   embedding = keras.layers.Dense(embedding_dim, activation="relu",
                                  name="fc1_embedding")(x)
