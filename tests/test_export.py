@@ -1,0 +1,130 @@
+"""Tests for audio_perm.export: the waveform encoder and its SavedModel."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import export
+from audio_perm import patches as patches_lib
+
+TINY = dict(width=1 / 16, embedding_dim=8)
+
+
+def _waveforms(batch, samples, seed=0):
+  rng = np.random.default_rng(seed)
+  t = np.arange(samples) / 16000.0
+  f0 = rng.uniform(100, 2000, size=(batch, 1))
+  return (np.sin(2 * np.pi * f0 * t) * np.exp(-t)
+          + 0.01 * rng.normal(size=(batch, samples))).astype(np.float32)
+
+
+@pytest.mark.parametrize("samples", [64000, 1000, 70001])
+def test_fit_length_crops_or_pads_at_the_end(samples):
+  w = _waveforms(2, samples)
+  got = export.fit_length(tf.constant(w), 64000).numpy()
+  want = np.zeros((2, 64000), np.float32)
+  keep = min(samples, 64000)
+  want[:, :keep] = w[:, :keep]
+  np.testing.assert_array_equal(got, want)
+
+
+def test_encoder_is_frontend_then_keras_encoder():
+  module = export.random_encoder(seed=0, **TINY)
+  w = _waveforms(3, 64000)
+  patches = patches_lib.frontend(tf.constant(w), "frequency", 10)
+  want = module.encoder(patches).numpy()
+  np.testing.assert_allclose(module(w).numpy(), want, rtol=1e-5, atol=1e-6)
+  model = export.build_waveform_model(module.config, module.encoder)
+  np.testing.assert_allclose(model(w).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_random_encoder_is_seeded():
+  w = _waveforms(2, 64000)
+  a = export.random_encoder(seed=3, **TINY)(w).numpy()
+  b = export.random_encoder(seed=3, **TINY)(w).numpy()
+  c = export.random_encoder(seed=4, **TINY)(w).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 1e-6
+
+
+@pytest.mark.parametrize("config", [
+    export.EncoderConfig(patching="time", num_patches=6, **TINY),
+    export.EncoderConfig(patching="time_frequency", num_patches=6,
+                         grid=(3, 2), **TINY),
+])
+def test_other_schemes_build_and_embed(config):
+  module = export.random_encoder(config, seed=0)
+  assert module(_waveforms(2, 64000)).shape == (2, 8)
+
+
+def test_mismatched_frontend_is_refused():
+  encoder = export.EncoderConfig(num_patches=8, **TINY).build_keras_encoder()
+  with pytest.raises(ValueError, match="patches of shape"):
+    export.WaveformEncoder(encoder, "frequency", num_patches=10)
+
+
+def test_config_round_trips_through_dict():
+  config = export.EncoderConfig(patching="time_frequency", num_patches=6,
+                                grid=(2, 3), width=0.5, embedding_dim=12)
+  values = json.loads(json.dumps(config.to_dict()))
+  assert export.EncoderConfig.from_dict(dict(values, unrelated=1)) == config
+
+
+_FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+export_dir, inputs, outputs = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
+serve = loaded.signatures["serving_default"]
+result = {"inputs": {k: [str(v.dtype.name), v.shape.as_list()]
+                     for k, v in serve.structured_input_signature[1].items()},
+          "outputs": sorted(serve.structured_outputs)}
+data = np.load(inputs)
+np.savez(outputs, **{k: serve(waveform=tf.constant(data[k]))["embedding"]
+                     .numpy() for k in data.files})
+result["imported"] = sorted(m for m in sys.modules if m.startswith("audio_perm"))
+print(json.dumps(result))
+"""
+
+
+def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
+  module = export.random_encoder(seed=1, **TINY)
+  export_dir = export.export_encoder(module.encoder, str(tmp_path / "enc"),
+                                     "frequency", 10)
+  inputs = {"full": _waveforms(3, 64000, seed=1),
+            "one": _waveforms(1, 64000, seed=2),
+            "short": _waveforms(2, 20000, seed=3),
+            "long": _waveforms(2, 80000, seed=4)}
+  np.savez(tmp_path / "in.npz", **inputs)
+  script = tmp_path / "load.py"
+  script.write_text(_FRESH_PROCESS)
+  proc = subprocess.run(
+      [sys.executable, str(script), export_dir, str(tmp_path / "in.npz"),
+       str(tmp_path / "out.npz")],
+      capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  info = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert info["imported"] == []
+  assert info["inputs"] == {"waveform": ["float32", [None, None]]}
+  assert info["outputs"] == ["embedding"]
+  outputs = np.load(tmp_path / "out.npz")
+  for name, w in inputs.items():
+    np.testing.assert_allclose(outputs[name], module(w).numpy(), rtol=1e-5,
+                               atol=1e-6, err_msg=name)
+  assert outputs["one"].shape == (1, 8)
+  assert export.read_config(export_dir) == module.config
+  # Keras 3 route.
+  layer = keras.layers.TFSMLayer(export_dir, call_endpoint="serving_default")
+  np.testing.assert_allclose(layer(inputs["full"])["embedding"],
+                             outputs["full"], rtol=1e-5, atol=1e-6)
+  embed = export.load_encoder(export_dir)
+  np.testing.assert_allclose(embed(inputs["short"]).numpy(), outputs["short"],
+                             rtol=1e-5, atol=1e-6)

@@ -1,0 +1,165 @@
+"""Tests for audio_perm.models: the CFN encoder and the pretext model."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import models
+
+TINY = dict(width=1 / 16, embedding_dim=8)
+
+
+def _conv_params(channels, normalization, in_channels=1):
+  """Independent count of the backbone's parameters."""
+  kernels = (5, 5, 3, 3, 3)
+  total = 0
+  for k, c in zip(kernels, channels):
+    total += k * k * in_channels * c
+    total += c if normalization == "none" else 2 * c  # bias or gamma/beta
+    in_channels = c
+  return total
+
+
+@pytest.mark.parametrize("normalization", models.NORMALIZATIONS)
+def test_parameter_count_matches_layer_arithmetic(normalization):
+  channels = models.backbone_channels(1.0)
+  assert channels == (96, 256, 384, 384, 256)
+  encoder = models.build_encoder(10, (398, 51), width=1.0, embedding_dim=1024,
+                                 normalization=normalization)
+  backbone = _conv_params(channels, normalization)
+  if normalization == "batch":  # Moving mean and variance, not trainable.
+    backbone += 2 * sum(channels)
+  fc1 = 10 * 256 * 1024 + 1024
+  assert encoder.count_params() == backbone + fc1
+  model = models.build_pretext_model(encoder, head_size=10)
+  assert model.count_params() == backbone + fc1 + (1024 * 1024 + 1024) + (
+      1024 * 10 + 10)
+
+
+@pytest.mark.parametrize("num_patches,patch_shape", [
+    (10, (398, 51)),  # frequency bands of a 398 x 513 spectrogram
+    (10, (39, 513)),  # time slices
+    (10, (79, 256)),  # a 2 x 5 time-frequency grid
+    (3, (1, 1)),  # degenerate, still valid
+])
+def test_shapes_for_every_scheme(num_patches, patch_shape):
+  encoder = models.build_encoder(num_patches, patch_shape, **TINY)
+  model = models.build_pretext_model(encoder, head_size=7)
+  x = np.random.default_rng(0).normal(
+      size=(2, num_patches) + patch_shape + (1,)).astype(np.float32)
+  assert encoder(x).shape == (2, 8)
+  assert model(x).shape == (2, 7)
+
+
+def test_backbone_weights_are_shared_across_patches():
+  """The batched backbone equals the backbone run on each patch alone."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 4, 12, 10, 1)).astype(np.float32)
+  # "none": a patch's features then depend on that patch only.
+  backbone = models.PatchBackbone(4, width=1 / 16, normalization="none")
+  together = backbone(x).numpy()  # [2, 4, C]
+  for i in range(4):
+    alone = backbone(np.repeat(x[:, i:i + 1], 4, axis=1)).numpy()[:, 0]
+    np.testing.assert_allclose(together[:, i], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_example_normalization_matches_numpy():
+  rng = np.random.default_rng(2)
+  x = rng.normal(3.0, 2.0, size=(2 * 3, 5, 4, 6)).astype(np.float32)
+  layer = models.ExampleNormalization(3, epsilon=1e-3)
+  layer.build(x.shape)
+  layer.gamma.assign(np.arange(1, 7, dtype=np.float32))
+  layer.beta.assign(np.full(6, 0.5, np.float32))
+  got = layer(x).numpy()
+  grouped = x.reshape(2, 3, 5, 4, 6).astype(np.float64)
+  mean = grouped.mean(axis=(1, 2, 3), keepdims=True)
+  var = grouped.var(axis=(1, 2, 3), keepdims=True)
+  want = ((grouped - mean) / np.sqrt(var + 1e-3)).reshape(x.shape)
+  want = want * np.arange(1, 7) + 0.5
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("normalization", ["example", "none"])
+def test_backbone_is_permutation_equivariant(normalization):
+  """Shuffling the patches shuffles their features the same way."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(2, 5, 9, 7, 1)).astype(np.float32)
+  perm = np.array([3, 0, 4, 1, 2])
+  backbone = models.PatchBackbone(5, width=1 / 16,
+                                  normalization=normalization)
+  np.testing.assert_allclose(backbone(x[:, perm]).numpy(),
+                             backbone(x).numpy()[:, perm], rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_relative_patch_level_survives_normalisation():
+  """Patches that differ only by a constant level get different features.
+
+  A per-patch normalisation would map a constant patch of level v to the same
+  features for every v > 0; the example-level one must not.
+  """
+  levels = np.arange(4, dtype=np.float32)[None, :, None, None, None]
+  texture = np.random.default_rng(4).normal(size=(1, 1, 9, 7, 1))
+  x = (levels + 0.1 * texture).astype(np.float32)  # [1, 4, 9, 7, 1]
+  backbone = models.PatchBackbone(4, width=1 / 8)
+  features = backbone(x).numpy()[0]  # [4, C]
+  for i in range(3):
+    assert np.abs(features[i] - features[i + 1]).max() > 1e-3
+
+
+def test_example_standardization_is_order_invariant():
+  x = np.random.default_rng(5).normal(2.0, 3.0,
+                                      size=(3, 4, 6, 5, 1)).astype(np.float32)
+  layer = models.ExampleStandardization()
+  out = layer(x).numpy()
+  ref = (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / np.sqrt(
+      x.var(axis=(1, 2, 3, 4), keepdims=True) + 1e-3)
+  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+  perm = [2, 3, 0, 1]
+  np.testing.assert_allclose(layer(x[:, perm]).numpy(), out[:, perm],
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_depends_on_patch_order():
+  """The CFN must see the order, else re-ordering could not be learned."""
+  encoder = models.build_encoder(4, (6, 5), **TINY)
+  x = np.random.default_rng(6).normal(size=(1, 4, 6, 5, 1)).astype(np.float32)
+  a = encoder(x).numpy()
+  b = encoder(x[:, [1, 0, 3, 2]]).numpy()
+  assert np.abs(a - b).max() > 1e-4
+
+
+def test_custom_layers_round_trip_through_config():
+  for layer in (models.PatchBackbone(3, width=0.5, normalization="batch"),
+                models.ExampleNormalization(3, epsilon=0.1),
+                models.ExampleStandardization(epsilon=0.2)):
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(width=0.0), "width"),
+    (dict(width=-1.0), "width"),
+    (dict(embedding_dim=0), "embedding_dim"),
+    (dict(normalization="group"), "normalization"),
+    (dict(num_patches=0), "num_patches"),
+    (dict(patch_shape=(0, 51)), "patch_frames"),
+])
+def test_bad_arguments_raise_value_error(kwargs, match):
+  args = dict(num_patches=10, patch_shape=(398, 51), **TINY)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    models.build_encoder(**args)
+
+
+def test_mixed_precision_head_is_float32():
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    encoder = models.build_encoder(3, (8, 8), **TINY)
+    model = models.build_pretext_model(encoder, 3)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  out = model(np.ones((2, 3, 8, 8, 1), np.float32))
+  assert out.dtype == tf.float32
+  assert encoder(np.ones((2, 3, 8, 8, 1), np.float32)).dtype == tf.bfloat16
