@@ -25,7 +25,9 @@ frames' = patch_frames * cols, bins' = patch_bins * rows).
 `frontend` is the single waveform -> identity-order patches function used by
 both the training pipeline (audio_perm.data) and the exported encoder, so that
 the two always see the same features: log-magnitude spectrogram, optional crop
-in time, per-example standardisation (see `frontend`), patches, channel axis.
+in time, optional per-example standardisation (off by default: the encoder
+standardises each example over all its patches, see models), patches, a
+channel axis.
 """
 
 import math
@@ -207,7 +209,7 @@ def frontend(waveform,
              grid=None,
              crop_frames=None,
              crop_offsets=None,
-             normalize=True,
+             normalize=False,
              frame_length=spectrogram_lib.FRAME_LENGTH,
              frame_step=spectrogram_lib.FRAME_STEP,
              fft_length=spectrogram_lib.FFT_LENGTH,
@@ -215,13 +217,15 @@ def frontend(waveform,
   """Waveforms -> identity-order patches, the features every model sees.
 
   Steps: log-magnitude spectrogram (audio_perm.spectrogram) -> optional crop of
-  `crop_frames` frames in time -> per-example standardisation over the
-  (cropped) spectrogram, (x - mean) / (std + 1e-5), if `normalize` -> patches
-  in natural order -> a trailing channel axis.
+  `crop_frames` frames in time -> if `normalize`, per-example standardisation
+  over the (cropped) spectrogram, (x - mean) / (std + 1e-5) -> patches in
+  natural order -> a trailing channel axis.
 
-  Standardisation is per example so that the loudness of a note (velocity,
-  soundfont gain) does not set the input scale, while the relative level of
-  bands and slices, the cue for re-ordering them, is kept.
+  `normalize` is off by default because the encoder (models.build_encoder)
+  starts by standardising each example over all of its patches, which is
+  order-invariant and keeps the relative level of bands and slices (the cue
+  for re-ordering them); doing it here as well would only cost pipeline time.
+  Turn it on for a model without that layer.
 
   Args:
     waveform: float32 [batch, samples] at 16 kHz, samples static.
@@ -231,7 +235,8 @@ def frontend(waveform,
     crop_frames: None (all frames) or the number of frames to keep.
     crop_offsets: int32 [batch] first frame of each crop (the pipeline draws
       them at random); None: a centred crop (what evaluation uses).
-    normalize: per-example standardisation (True) or raw log magnitudes.
+    normalize: per-example standardisation (True) or raw log magnitudes
+      (False, the default).
     frame_length, frame_step, fft_length, log_offset: STFT parameters.
 
   Returns:

@@ -94,13 +94,13 @@ def test_frontend_is_spectrogram_standardize_patches():
   rng = np.random.default_rng(1)
   x = rng.standard_normal((2, 16000)).astype(np.float32)
   spec = spectrogram.log_magnitude_spectrogram(x).numpy()  # [2, 98, 513]
-  got = patches.frontend(x, "time", 7).numpy()
+  got = patches.frontend(x, "time", 7, normalize=True).numpy()
   assert got.shape == (2, 7, 14, 513, 1)
   norm = (spec - spec.mean((1, 2), keepdims=True)) / (
       spec.std((1, 2), keepdims=True) + 1e-5)
   np.testing.assert_allclose(got[..., 0], _reference_patches(norm, 1, 7),
                              atol=1e-4)
-  raw = patches.frontend(x, "frequency", 5, normalize=False).numpy()
+  raw = patches.frontend(x, "frequency", 5).numpy()  # Default: raw.
   np.testing.assert_allclose(raw[..., 0], _reference_patches(spec, 5, 1),
                              atol=1e-6)
   assert patches.frontend_patch_shape("time", 7, num_samples=16000) == (14, 513)
