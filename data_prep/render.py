@@ -84,6 +84,8 @@ STAGING_DIRNAME = ".render_staging"
 SUMMARY_FILENAME = "render_summary.json"
 _MANIFEST_FILENAME = "manifest.json"
 _CHUNK_NOTES = 32  # Notes per worker task.
+# Starting a worker costs about as much as rendering a few hundred notes.
+_MIN_NOTES_PER_WORKER = 256
 _TINYSOUNDFONT_HINT = (
     'data_prep.render needs tinysoundfont; install it without its playback '
     'dependency: pip install --no-deps "tinysoundfont>=0.3.7,<0.4"')
@@ -301,17 +303,25 @@ def assign_splits(plan, seed=0, fractions=SPLIT_FRACTIONS):
       return (left(program) < 2, -round(frac, 9))
 
     candidates = [p for p in sorted(plan) if left(p) > 0]
-    chosen = []
+    rng = np.random.default_rng([seed, 11, split_index])
+    family_rank = {f: i for i, f in enumerate(rng.permutation(gm.FAMILIES))}
+    rng.shuffle(candidates)
+    taken = collections.Counter()
     for key in sorted({group(p) for p in candidates}):
-      if len(chosen) >= need:
-        break
-      # Within a group, round-robin over families so that a small split
-      # covers as many families as it can.
-      chosen.extend(_family_round_robin(
-          [p for p in candidates if group(p) == key],
-          np.random.default_rng([seed, 11, split_index])))
-    for program in chosen[:need]:
-      counts[program][name] += 1
+      pool = [p for p in candidates if group(p) == key]
+      while need > 0 and pool:
+        # Greedy over families: the family least represented in this split
+        # so far, then the one with the most candidates left (so that later
+        # splits still find the scarce ones).
+        left_in_family = collections.Counter(
+            gm.program_info(p).family for p in pool)
+        family = min(left_in_family, key=lambda f: (
+            taken[f], -left_in_family[f], family_rank[f]))
+        program = next(p for p in pool if gm.program_info(p).family == family)
+        pool.remove(program)
+        counts[program][name] += 1
+        taken[family] += 1
+        need -= 1
   splits = {name: [] for name in names}
   for program in sorted(plan):
     notes = list(plan[program])
@@ -598,8 +608,7 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
   num_todo = sum(len(s[3]) for s in todo)
   if num_workers is None:
     num_workers = os.cpu_count() or 1
-  # Worker start-up costs about as much as rendering a few hundred notes.
-  num_workers = max(1, min(num_workers, num_todo // 256))
+  num_workers = max(1, min(num_workers, num_todo // _MIN_NOTES_PER_WORKER))
   tasks = []
   for shard_index, (_, _, _, notes) in enumerate(todo):
     for start in range(0, len(notes), _CHUNK_NOTES):
