@@ -57,6 +57,7 @@ Permutation and crop seeds differ per pipeline.
 import dataclasses
 import math
 import os
+import re
 
 from absl import logging
 import numpy as np
@@ -187,6 +188,18 @@ def list_files(data_dir=None, file_pattern=None, split="train"):
 # Schema check (at build time, in Python, on a few records).
 
 
+def _error_line(error):
+  """The op error's own message, without a graph-execution traceback."""
+  lines = []
+  for line in error.message.splitlines():
+    stripped = line.strip()
+    if (not stripped or stripped.startswith(("File ", "[[", "Detected at")) or
+        stripped.startswith("Graph execution error")):
+      continue
+    lines.append(re.sub(r"\s*\[Op:[^\]]*\].*$", "", stripped))
+  return " ".join(lines) or error.message.strip()
+
+
 def _first_record(path, skip_corrupt):
   try:
     for record in tf.data.TFRecordDataset(path).take(1):
@@ -194,13 +207,13 @@ def _first_record(path, skip_corrupt):
   except tf.errors.DataLossError as e:
     if skip_corrupt:
       logging.warning("Skipping corrupt TFRecord file %s: %s", path,
-                      e.message)
+                      _error_line(e))
       return None
     raise ValueError(
-        f"Corrupt or truncated TFRecord file {path!r} ({e.message.strip()}); "
+        f"Corrupt or truncated TFRecord file {path!r} ({_error_line(e)}); "
         "remove or re-create it, or pass skip_corrupt=True.") from None
   except tf.errors.OpError as e:
-    raise ValueError(f"Cannot read {path!r}: {e.message.strip()}") from None
+    raise ValueError(f"Cannot read {path!r}: {_error_line(e)}") from None
   return None
 
 
@@ -344,10 +357,13 @@ def _records(files, *, shuffle, deterministic, seed, input_context,
     return records.map(lambda r: (r, path))
 
   cycle_length = max(1, min(num_local_files, num_parallel_reads))
-  ds = ds.interleave(
-      read, cycle_length=cycle_length, block_length=1,
-      num_parallel_calls=(tf.data.AUTOTUNE if cycle_length > 1 else None),
-      deterministic=deterministic or (num_pipelines > 1 and not by_files))
+  if cycle_length > 1:
+    ds = ds.interleave(
+        read, cycle_length=cycle_length, block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic or (num_pipelines > 1 and not by_files))
+  else:
+    ds = ds.flat_map(read)
   if num_pipelines > 1 and not by_files:
     ds = ds.shard(num_pipelines, pipeline_id)
   if shuffle:
@@ -665,10 +681,10 @@ def inspect_records(data_dir=None, file_pattern=None, split="train",
     except tf.errors.DataLossError as e:
       counts = count_readable(tf.constant(path)).numpy()
       report.corrupt_files[path] = (
-          f"{e.message.strip()} (after {int(counts[0])} readable records)")
+          f"{_error_line(e)} (after {int(counts[0])} readable records)")
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(
-          f"Wrong schema in {path!r}: {e.message.strip()}; expected NSynth "
+          f"Wrong schema in {path!r}: {_error_line(e)}; expected NSynth "
           "records with a float 'audio' feature.") from None
     report.num_records += int(counts[0])
     report.num_missing_audio += int(counts[1])

@@ -1,0 +1,410 @@
+"""audio_perm.data: the pretext pipeline against the identity-order frontend.
+
+Most tests write small TFRecord files in Magenta's NSynth schema themselves;
+the folder-dataset tests use the session's rendered dataset. Short audio
+(`num_samples=4000`, 23 frames) keeps them fast; one test runs the defaults.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import data
+from audio_perm import patches as patches_lib
+from audio_perm import permutations
+from audio_perm import spectrogram
+
+SHORT = 4000  # Samples per example in most tests: 23 frames.
+
+
+def _example(audio=None, pitch=60, index=0, drop=(), audio_as_int=False):
+  """A tf.Example in Magenta's NSynth schema."""
+  feature = {}
+  if audio is not None and "audio" not in drop:
+    if audio_as_int:
+      feature["audio"] = tf.train.Feature(int64_list=tf.train.Int64List(
+          value=np.asarray(audio, np.int64)))
+    else:
+      feature["audio"] = tf.train.Feature(float_list=tf.train.FloatList(
+          value=np.asarray(audio, np.float32)))
+  ints = {"pitch": pitch, "velocity": 100, "instrument": index % 7,
+          "instrument_family": index % 11, "instrument_source": index % 3,
+          "sample_rate": 16000}
+  for key, value in ints.items():
+    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(
+        value=[value]))
+  feature["note_str"] = tf.train.Feature(bytes_list=tf.train.BytesList(
+      value=[b"note-%05d" % index]))
+  return tf.train.Example(features=tf.train.Features(
+      feature=feature)).SerializeToString()
+
+
+def _write(path, records):
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for record in records:
+      writer.write(record)
+  return str(path)
+
+
+def _audio(index, num_samples=SHORT):
+  """Distinct noise for every index (patches never repeat)."""
+  return np.random.default_rng(index).standard_normal(num_samples).astype(
+      np.float32)
+
+
+def _write_files(tmp_path, num_files, per_file, num_samples=SHORT,
+                 prefix="nsynth"):
+  files = []
+  for f in range(num_files):
+    records = [_example(_audio(f * per_file + i, num_samples),
+                        pitch=f * per_file + i, index=f * per_file + i)
+               for i in range(per_file)]
+    files.append(_write(tmp_path / f"{prefix}-{f:02d}.tfrecord", records))
+  return files
+
+
+@pytest.fixture(scope="module")
+def magenta_files(tmp_path_factory):
+  """2 files x 6 examples of SHORT noise, pitch = global index."""
+  tmp = tmp_path_factory.mktemp("magenta")
+  _write_files(tmp, 2, 6)
+  return str(tmp / "nsynth-*.tfrecord")
+
+
+def _take_all(ds):
+  xs, ys = [], []
+  for x, y in ds:
+    xs.append(x.numpy())
+    ys.append(y.numpy())
+  return np.concatenate(xs), np.concatenate(ys)
+
+
+def _reference(file_pattern, num_samples, patching, num_patches, grid=None):
+  """Identity-order patches of every example, in file order, by frontend."""
+  waves = data.waveform_dataset(file_pattern=file_pattern, split=None,
+                                batch_size=64, num_samples=num_samples)
+  audio = np.concatenate([b["audio"].numpy() for b in waves])
+  return patches_lib.frontend(audio, patching, num_patches, grid).numpy()
+
+
+@pytest.mark.parametrize("patching,num_patches,grid", [
+    ("frequency", 10, None),
+    ("time", 4, None),
+    ("time_frequency", 6, (3, 2)),
+])
+def test_unshuffling_with_target_recovers_frontend_exactly(
+    magenta_files, patching, num_patches, grid):
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, patching=patching,
+      num_patches=num_patches, grid=grid, shuffle=False, deterministic=True,
+      seed=3, repeat=False, num_samples=SHORT)
+  shuffled, ranks = _take_all(ds)
+  ref = _reference(magenta_files, SHORT, patching, num_patches, grid)
+  assert shuffled.shape == ref.shape and shuffled.dtype == np.float32
+  assert ranks.dtype == np.int32 and ranks.shape == ref.shape[:2]
+  assert np.all(np.sort(ranks, axis=1) == np.arange(num_patches))
+  # Targets are really shuffled (not the identity) for most examples.
+  assert np.mean(np.all(ranks == np.arange(num_patches), axis=1)) < 0.5
+  restored = permutations.unshuffle_patches(shuffled, ranks).numpy()
+  np.testing.assert_array_equal(restored, ref)
+  # And the convention: shown patch i is natural patch ranks[i].
+  for b in range(len(ranks)):
+    for i in range(num_patches):
+      np.testing.assert_array_equal(shuffled[b, i], ref[b, ranks[b, i]])
+
+
+def test_classification_target_indexes_the_fixed_set(magenta_files):
+  perm_set, _ = permutations.hamming_permutation_set(5, 4, seed=0)
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=6, num_patches=4,
+      target="classification", permutation_set=perm_set, shuffle=False,
+      deterministic=True, seed=1, repeat=False, num_samples=SHORT)
+  assert ds.element_spec[1].shape.as_list() == [6]
+  shuffled, labels = _take_all(ds)
+  assert labels.dtype == np.int32
+  assert labels.min() >= 0 and labels.max() < 5
+  ref = _reference(magenta_files, SHORT, "frequency", 4)
+  restored = permutations.unshuffle_patches(shuffled, perm_set[labels]).numpy()
+  np.testing.assert_array_equal(restored, ref)
+
+
+def test_random_crop_is_a_window_of_the_full_spectrogram(magenta_files):
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, num_patches=2,
+      patching="time", crop_frames=10, shuffle=False, deterministic=True,
+      seed=5, repeat=False, num_samples=SHORT)
+  shuffled, ranks = _take_all(ds)
+  assert shuffled.shape == (12, 2, 5, 513, 1)
+  crops = patches_lib.assemble_patches(
+      permutations.unshuffle_patches(shuffled[..., 0], ranks), "time").numpy()
+  waves = data.waveform_dataset(file_pattern=magenta_files, split=None,
+                                batch_size=64, num_samples=SHORT)
+  audio = np.concatenate([b["audio"].numpy() for b in waves])
+  full = spectrogram.log_magnitude_spectrogram(audio).numpy()  # [12, 23, 513]
+  offsets = []
+  for b in range(12):
+    match = [o for o in range(23 - 10 + 1)
+             if np.array_equal(full[b, o:o + 10], crops[b])]
+    assert len(match) == 1
+    offsets.append(match[0])
+  assert len(set(offsets)) > 1  # Offsets are drawn per example.
+
+
+def test_deterministic_for_a_seed(magenta_files):
+  def first_batches(seed):
+    ds = data.pretext_dataset(
+        file_pattern=magenta_files, batch_size=4, num_patches=4,
+        deterministic=True, seed=seed, num_samples=SHORT)
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(4)]
+
+  a, b, c = first_batches(7), first_batches(7), first_batches(8)
+  for (xa, ya), (xb, yb) in zip(a, b):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+  assert not all(np.array_equal(ya, yc) for (_, ya), (_, yc) in zip(a, c))
+
+
+def test_repeat_and_static_shapes(magenta_files):
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=5,
+                            num_patches=3, patching="time",
+                            num_samples=SHORT, seed=0)
+  spec = ds.element_spec
+  assert spec[0].shape.as_list() == [5, 3, 7, 513, 1]
+  assert spec[1].shape.as_list() == [5, 3] and spec[1].dtype == tf.int32
+  # 12 examples, batch 5, repeated: more batches than one epoch holds.
+  assert len(list(ds.take(5))) == 5
+
+
+def test_pipeline_graph_has_no_python_functions(magenta_files):
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                            crop_frames=20, num_samples=SHORT,
+                            target="classification",
+                            permutation_set=np.array([[1, 0] + list(
+                                range(2, 10))], np.int32))
+  graph_def = ds._as_serialized_graph().numpy()  # pylint: disable=protected-access
+  assert b"TFRecordDataset" in graph_def and b"RFFT" in graph_def
+  assert b"PyFunc" not in graph_def  # Neither PyFunc nor EagerPyFunc.
+
+
+def _ids(ds):
+  return [i.decode() for b in ds for i in b["id"].numpy()]
+
+
+@pytest.mark.parametrize("num_files,per_file", [(4, 3), (1, 12)])
+def test_sharding_with_input_context_is_disjoint(tmp_path, num_files,
+                                                 per_file):
+  # 4 files for 2 pipelines: shard by file; 1 file: shard by record.
+  _write_files(tmp_path, num_files, per_file)
+  pattern = str(tmp_path / "nsynth-*.tfrecord")
+  ids, patches_seen = [], []
+  for pipeline_id in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2,
+                                     input_pipeline_id=pipeline_id,
+                                     num_replicas_in_sync=2)
+    ids.append(set(_ids(data.waveform_dataset(
+        file_pattern=pattern, split=None, batch_size=4, input_context=ctx,
+        shuffle=True, seed=1, num_samples=SHORT))))
+    ds = data.pretext_dataset(
+        file_pattern=pattern, batch_size=4, num_patches=2, input_context=ctx,
+        seed=1, repeat=False, num_samples=SHORT)
+    assert ds.element_spec[0].shape[0] == 2  # Per-replica batch.
+    x, r = _take_all(ds)
+    natural = permutations.unshuffle_patches(x, r).numpy()
+    patches_seen.append({row.tobytes() for row in natural})
+  assert ids[0].isdisjoint(ids[1])
+  assert len(ids[0]) + len(ids[1]) == num_files * per_file
+  assert len(ids[0]) == len(ids[1]) == 6
+  assert patches_seen[0].isdisjoint(patches_seen[1])
+  assert len(patches_seen[0]) == len(patches_seen[1]) == 6
+
+
+def test_default_settings_on_full_length_audio(tmp_path):
+  _write_files(tmp_path, 1, 2, num_samples=spectrogram.NUM_SAMPLES)
+  ds = data.pretext_dataset(file_pattern=str(tmp_path / "*.tfrecord"),
+                            batch_size=2, seed=0)
+  x, y = next(iter(ds))
+  assert x.shape == (2, 10, 398, 51, 1)  # 10 bands of 51 bins, 398 frames.
+  assert y.shape == (2, 10)
+
+
+# ---------------------------------------------------------------------------
+# Folder datasets (data_prep output).
+
+
+def test_folder_dataset_labels_match_tfds(rendered_dataset_dir):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder_from_directory(rendered_dataset_dir)
+  reference = {}
+  for ex in builder.as_dataset(split="valid"):
+    reference[ex["id"].numpy().decode()] = (
+        ex["pitch"].numpy(), ex["instrument"]["label"].numpy(),
+        ex["instrument"]["family"].numpy(), ex["audio"].numpy())
+  waves = data.waveform_dataset(data_dir=rendered_dataset_dir, split="valid",
+                                batch_size=5)
+  seen = 0
+  for batch in waves:
+    for i, note in enumerate(batch["id"].numpy()):
+      pitch, label, family, audio = reference[note.decode()]
+      assert batch["pitch"][i] == pitch
+      assert batch["instrument"][i] == label
+      assert batch["instrument_family"][i] == family
+      np.testing.assert_array_equal(batch["audio"][i].numpy(), audio)
+      seen += 1
+  assert seen == len(reference) > 0
+
+
+def test_folder_dataset_pretext_round_trip(rendered_dataset_dir):
+  ds = data.pretext_dataset(data_dir=rendered_dataset_dir, split="test",
+                            batch_size=4, num_patches=5, shuffle=False,
+                            deterministic=True, repeat=False, seed=0)
+  x, r = next(iter(ds))
+  audio = next(iter(data.waveform_dataset(
+      data_dir=rendered_dataset_dir, split="test", batch_size=4)))["audio"]
+  ref = patches_lib.frontend(audio, "frequency", 5).numpy()
+  np.testing.assert_array_equal(
+      permutations.unshuffle_patches(x, r).numpy(), ref)
+  with pytest.raises(ValueError, match="split='dev'.*available"):
+    data.pretext_dataset(data_dir=rendered_dataset_dir, split="dev",
+                         batch_size=4)
+
+
+# ---------------------------------------------------------------------------
+# Bad input.
+
+
+def test_missing_sources_raise_value_error(tmp_path):
+  with pytest.raises(ValueError, match="matches no file"):
+    data.pretext_dataset(file_pattern=str(tmp_path / "none-*.tfrecord"),
+                         batch_size=2)
+  with pytest.raises(ValueError, match="empty string"):
+    data.pretext_dataset(file_pattern="", batch_size=2)
+  with pytest.raises(ValueError, match="exactly one of"):
+    data.pretext_dataset(batch_size=2)
+  with pytest.raises(ValueError, match="does not exist"):
+    data.pretext_dataset(data_dir=str(tmp_path / "nope"), batch_size=2)
+  with pytest.raises(ValueError, match="not a TFDS folder dataset"):
+    data.pretext_dataset(data_dir=str(tmp_path), batch_size=2)
+  _write(tmp_path / "empty.tfrecord", [])
+  with pytest.raises(ValueError, match="No readable record"):
+    data.pretext_dataset(file_pattern=str(tmp_path / "empty.tfrecord"),
+                         batch_size=2)
+
+
+def _truncated_file(tmp_path):
+  path = _write_files(tmp_path, 1, 4, prefix="bad")[0]
+  with open(path, "rb") as f:
+    content = f.read()
+  with open(path, "wb") as f:
+    f.write(content[:-100])  # Cut inside the last record.
+  return path
+
+
+def test_corrupt_file(tmp_path):
+  good = _write_files(tmp_path, 1, 4, prefix="good")[0]
+  bad = _truncated_file(tmp_path)
+  pattern = [good, bad]
+  kwargs = dict(batch_size=1, num_patches=2, repeat=False, shuffle=False,
+                num_samples=SHORT, seed=0)
+  # Default: tf.data fails during iteration.
+  with pytest.raises(tf.errors.DataLossError, match="truncated record"):
+    list(data.pretext_dataset(file_pattern=pattern, **kwargs))
+  # check_files=True: a ValueError naming the file, when building.
+  with pytest.raises(ValueError, match=f"Corrupt.*{bad}.*after 3 readable"):
+    data.pretext_dataset(file_pattern=pattern, check_files=True, **kwargs)
+  # skip_corrupt=True: the readable records are used, the rest skipped.
+  batches = list(data.pretext_dataset(file_pattern=pattern, skip_corrupt=True,
+                                      check_files=True, **kwargs))
+  assert len(batches) == 4 + 3
+  report = data.inspect_records(file_pattern=pattern, num_samples=SHORT)
+  assert report.num_records == 7 and list(report.corrupt_files) == [bad]
+  # A file corrupt from its first record is named when building.
+  with open(bad, "wb") as f:
+    f.write(b"\x00" * 64)
+  with pytest.raises(ValueError, match=f"Corrupt.*{bad}"):
+    data.pretext_dataset(file_pattern=bad, **kwargs)
+
+
+def test_wrong_schema(tmp_path):
+  no_audio = _write(tmp_path / "no_audio.tfrecord",
+                    [_example(None, index=i) for i in range(2)])
+  with pytest.raises(ValueError, match="no_audio.tfrecord.*no 'audio'"):
+    data.pretext_dataset(file_pattern=no_audio, batch_size=2)
+  int_audio = _write(tmp_path / "int_audio.tfrecord",
+                     [_example(np.zeros(10), audio_as_int=True)])
+  with pytest.raises(ValueError, match="int_audio.tfrecord.*int64_list"):
+    data.waveform_dataset(file_pattern=int_audio, batch_size=2)
+  # A later record without audio: named at iteration (first one was fine).
+  mixed = _write(tmp_path / "mixed.tfrecord",
+                 [_example(_audio(0)), _example(None, index=1)])
+  ds = data.pretext_dataset(file_pattern=mixed, batch_size=2, num_patches=2,
+                            num_samples=SHORT, repeat=False)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="mixed.tfrecord"):
+    list(ds)
+  with pytest.raises(ValueError, match="without 'audio'.*mixed.tfrecord"):
+    data.pretext_dataset(file_pattern=mixed, batch_size=2, check_files=True)
+
+
+def test_wrong_length_audio_is_padded_or_cropped(tmp_path):
+  short, long = _audio(1, 3000), _audio(2, 5000)
+  path = _write(tmp_path / "lengths.tfrecord",
+                [_example(short, index=0), _example(long, index=1)])
+  batch = next(iter(data.waveform_dataset(file_pattern=path, batch_size=2,
+                                          num_samples=SHORT)))
+  audio = batch["audio"].numpy()
+  np.testing.assert_array_equal(audio[0], np.pad(short, [0, 1000]))
+  np.testing.assert_array_equal(audio[1], long[:SHORT])
+  report = data.inspect_records(file_pattern=path, num_samples=SHORT)
+  assert report.num_wrong_length == 2
+  x, _ = next(iter(data.pretext_dataset(file_pattern=path, batch_size=2,
+                                        num_patches=2, num_samples=SHORT)))
+  assert x.shape == (2, 2, 23, 256, 1)
+
+
+def test_non_finite_audio_is_dropped_and_counted(tmp_path):
+  nan, inf = _audio(1), _audio(2)
+  nan[5] = np.nan
+  inf[7] = -np.inf
+  records = [_example(_audio(10 + i), index=i) for i in range(3)]
+  records[1:1] = [_example(nan, index=90), _example(inf, index=91)]
+  path = _write(tmp_path / "nan.tfrecord", records)
+  ids = _ids(data.waveform_dataset(file_pattern=path, batch_size=10))
+  assert ids == ["note-00000", "note-00001", "note-00002"]
+  x, _ = _take_all(data.pretext_dataset(file_pattern=path, batch_size=1,
+                                        num_patches=2, repeat=False,
+                                        num_samples=SHORT))
+  assert len(x) == 3 and np.all(np.isfinite(x))
+  report = data.inspect_records(file_pattern=path, num_samples=SHORT)
+  assert report.num_nonfinite == 2 and report.num_records == 5
+
+
+def test_bad_arguments(magenta_files):
+  kwargs = dict(file_pattern=magenta_files, batch_size=2)
+  with pytest.raises(ValueError, match="num_patches=600.*513 frequency bins"):
+    data.pretext_dataset(num_patches=600, **kwargs)
+  with pytest.raises(ValueError, match="num_patches=500.*398 frames"):
+    data.pretext_dataset(patching="time", num_patches=500, **kwargs)
+  with pytest.raises(ValueError, match="grid"):
+    data.pretext_dataset(patching="time_frequency", num_patches=10,
+                         grid=(3, 3), **kwargs)
+  with pytest.raises(ValueError, match="needs permutation_set"):
+    data.pretext_dataset(target="classification", **kwargs)
+  with pytest.raises(ValueError, match=r"\[K, 10\]"):
+    data.pretext_dataset(target="classification",
+                         permutation_set=np.zeros((3, 4), np.int32), **kwargs)
+  with pytest.raises(ValueError, match="row 1"):
+    data.pretext_dataset(target="classification", num_patches=3,
+                         permutation_set=[[0, 1, 2], [0, 0, 2]], **kwargs)
+  with pytest.raises(ValueError, match="more than 3! = 6"):
+    data.pretext_dataset(
+        target="classification", num_patches=3,
+        permutation_set=np.tile(np.arange(3, dtype=np.int32), (7, 1)),
+        **kwargs)
+  with pytest.raises(ValueError, match="only 10! = 3628800"):
+    permutations.hamming_permutation_set(3628801, 10)
+  with pytest.raises(ValueError, match="target='order'"):
+    data.pretext_dataset(target="order", **kwargs)
+  with pytest.raises(ValueError, match="crop_frames=400"):
+    data.pretext_dataset(crop_frames=400, **kwargs)
+  assert os.path.basename(magenta_files).startswith("nsynth-")
