@@ -623,26 +623,34 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
       pool = multiprocessing.get_context("spawn").Pool(
           num_workers, initializer=_worker_init,
           initargs=(soundfont, gain_db))
-      results = pool.imap(_render_chunk, tasks)
+      results = _bounded_ordered_map(pool, _render_chunk, tasks,
+                                     window=4 * num_workers)
     else:
       _worker_init(soundfont, gain_db)
       results = map(_render_chunk, tasks)
     for shard_index, (split, index, num_shards, notes) in enumerate(todo):
-      records, statuses = [], []
-      while len(statuses) < len(notes):
-        (task_shard, _), chunk = next(results)
-        assert task_shard == shard_index  # imap keeps the task order.
-        for record, status in chunk:
-          statuses.append(status)
-          if record is not None:
-            records.append(record)
-        bar.update(len(chunk))
+      statuses = []
+
+      def shard_records(shard_index=shard_index, notes=notes,
+                        statuses=statuses):
+        """Streams the shard's records as the workers deliver them."""
+        while len(statuses) < len(notes):
+          (task_shard, _), chunk = next(results)
+          if task_shard != shard_index:
+            raise RuntimeError("render tasks arrived out of order")
+          for record, status in chunk:
+            statuses.append(status)
+            if record is not None:
+              yield record
+          bar.update(len(chunk))
+
       name = nsynth.shard_filename(split, index, num_shards)
-      kept = [n for n, s in zip(notes, statuses)
-              if s in ("ok", "limited")]
+      num_examples, _ = _write_shard(os.path.join(staging, name),
+                                     shard_records())
+      kept = [n for n, s in zip(notes, statuses) if s in ("ok", "limited")]
       stats = {
           "split": split,
-          "num_examples": len(records),
+          "num_examples": num_examples,
           "programs": sorted({n[0] for n in kept}),
           "families": dict(collections.Counter(
               gm.program_info(n[0]).family for n in kept)),
@@ -650,7 +658,7 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
               s for s in statuses if s not in ("ok", "limited"))),
           "limited": statuses.count("limited"),
       }
-      _write_shard(os.path.join(staging, name), records)
+      # A shard counts as done when both it and its stats exist.
       nsynth.write_json_atomically(stats_path(name), stats)
   finally:
     bar.close()
@@ -707,6 +715,26 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
   if verbose:
     _print_summary(summary)
   return summary
+
+
+def _bounded_ordered_map(pool, func, tasks, window):
+  """Like pool.imap, but with at most `window` tasks in flight.
+
+  pool.imap runs ahead without limit; with a slow writer the finished
+  results (256 kB of audio per note) would pile up in memory.
+  """
+  pending = collections.deque()
+  tasks = iter(tasks)
+  for task in tasks:
+    pending.append(pool.apply_async(func, (task,)))
+    if len(pending) >= window:
+      break
+  while pending:
+    result = pending.popleft().get()
+    for task in tasks:
+      pending.append(pool.apply_async(func, (task,)))
+      break
+    yield result
 
 
 def _write_shard(path, records):
