@@ -4,6 +4,11 @@ The frontend follows the paper: 16 kHz audio, a 25 ms window (400 samples), a
 10 ms hop (160 samples), a 1024-point FFT (513 linear-frequency bins) and
 log(|X| + log_offset) compression.
 
+It computes exactly what tf.signal.stft(waveform, frame_length, frame_step,
+fft_length, window_fn=periodic Hann, pad_end=False) does, written out
+(frame, window, zero-pad, rfft, |X|) because that is about 1.5 times faster
+on CPU (see benchmarks/pipeline.py).
+
 Conventions:
   * Window: the PERIODIC Hann window of `frame_length` samples
     (`tf.signal.hann_window(frame_length, periodic=True)`, i.e.
@@ -97,14 +102,23 @@ def log_magnitude_spectrogram(waveform,
   samples = waveform.shape[-1] if rank is not None else None
   if samples is not None:
     num_frames(samples, frame_length, frame_step)  # Raises if too short.
-  stft = tf.signal.stft(
-      waveform,
-      frame_length=frame_length,
-      frame_step=frame_step,
-      fft_length=fft_length,
-      window_fn=_periodic_hann,
-      pad_end=False)  # [..., frames, bins] complex64
-  return tf.math.log(tf.abs(stft) + log_offset)
+  frames = tf.signal.frame(waveform, frame_length, frame_step)  # [..., T, L]
+  frames *= _periodic_hann(frame_length)
+  if fft_length > frame_length:
+    # Zero-pad each frame to fft_length here rather than through rfft's
+    # fft_length argument: the same numbers, about twice as fast on CPU.
+    pad = [[0, fft_length - frame_length]]
+    if frames.shape.rank is not None:
+      paddings = [[0, 0]] * (frames.shape.rank - 1) + pad
+    else:
+      paddings = tf.concat([tf.zeros([tf.rank(frames) - 1, 2], tf.int32),
+                            tf.constant(pad, tf.int32)], axis=0)
+    frames = tf.pad(frames, paddings)  # [..., T, fft_length]
+  stft = tf.signal.rfft(frames)  # [..., T, F] complex64
+  # |X| from the real and imaginary parts: faster than tf.abs on complex64.
+  magnitude = tf.sqrt(
+      tf.square(tf.math.real(stft)) + tf.square(tf.math.imag(stft)))
+  return tf.math.log(magnitude + log_offset)
 
 
 def _periodic_hann(window_length, dtype=tf.float32):

@@ -80,6 +80,22 @@ def test_leading_dims_and_graph_mode():
   np.testing.assert_allclose(one, got[0, 0], atol=1e-5)
 
 
+def test_same_as_tf_signal_stft_and_static_shapes():
+  x = np.random.default_rng(4).standard_normal((3, 5000)).astype(np.float32)
+  ref = np.log(np.abs(tf.signal.stft(
+      x, 400, 160, 1024, window_fn=tf.signal.hann_window).numpy()) + 1e-6)
+  np.testing.assert_allclose(
+      spectrogram.log_magnitude_spectrogram(x).numpy(), ref, atol=1e-4)
+  fn = tf.function(spectrogram.log_magnitude_spectrogram,
+                   input_signature=[tf.TensorSpec([None, 5000], tf.float32)])
+  out = fn.get_concrete_function().structured_outputs
+  assert out.shape.as_list() == [None, 29, 513]
+  unknown_rank = tf.function(
+      spectrogram.log_magnitude_spectrogram,
+      input_signature=[tf.TensorSpec(None, tf.float32)])
+  np.testing.assert_allclose(unknown_rank(x).numpy(), ref, atol=1e-4)
+
+
 def test_silence_is_log_offset():
   spec = spectrogram.log_magnitude_spectrogram(np.zeros((1, 1000), np.float32))
   np.testing.assert_allclose(spec.numpy(), np.log(1e-6), rtol=1e-6)

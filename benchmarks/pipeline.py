@@ -1,0 +1,165 @@
+r"""Throughput of the pretext input pipeline against the bare STFT.
+
+  python benchmarks/pipeline.py [--json=PATH] [--data_dir=DIR] \
+      [--batch_size=32] [--num_batches=40] [--repeats=3] [--max_notes=300]
+
+Measures in one process, at the same batch size:
+  (a) STFT + log only: spectrogram.log_magnitude_spectrogram in a tf.function
+      over a fixed in-memory batch [batch, 64000] of real rendered notes;
+  (b) the whole pretext pipeline from TFRecords on disk
+      (data.pretext_dataset: read, parse, STFT, patches, permutations,
+      shuffled patches and targets), iterated as training would.
+(a) and (b) alternate `--repeats` times after a warm-up; the medians are
+reported and ratio = pipeline / stft (goal on 2 cores: >= 0.8). Without
+--data_dir a dataset of --max_notes notes is rendered with
+data_prep.render.render_dataset into a temporary folder, and the render speed
+is reported (notes/s, all cores). Peak memory is the peak resident set size of
+this process (ru_maxrss), and of the render's worker processes separately.
+
+Writes {"stft_examples_per_s", "pipeline_examples_per_s", "ratio",
+"render_notes_per_s", "peak_rss_mb", ...} to --json and prints them.
+"""
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("json", None, "Write the results to this JSON file.")
+flags.DEFINE_string("data_dir", None,
+                    "Folder dataset to read; default: render one to a "
+                    "temporary folder.")
+flags.DEFINE_string("split", "train", "Split of the dataset to read.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of both measurements.")
+flags.DEFINE_integer("num_batches", 40, "Batches timed per repeat.")
+flags.DEFINE_integer("warmup_batches", 5, "Batches run before timing.")
+flags.DEFINE_integer("repeats", 3, "Alternating (a)/(b) measurements.")
+flags.DEFINE_integer("max_notes", 300, "Notes to render without --data_dir.")
+flags.DEFINE_string("patching", "frequency", "Patching scheme.")
+flags.DEFINE_integer("num_patches", 10, "Number of patches.")
+
+
+def _peak_rss_mb(who=resource.RUSAGE_SELF):
+  return resource.getrusage(who).ru_maxrss / 1024.0  # Linux: kB.
+
+
+def _time_stft(audio, num_batches, warmup):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
+
+  @tf.function
+  def stft(x):
+    return spectrogram.log_magnitude_spectrogram(x)
+
+  for _ in range(warmup):
+    stft(audio).numpy()
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    out = stft(audio)
+  out.numpy()
+  elapsed = time.perf_counter() - start
+  return num_batches * int(audio.shape[0]) / elapsed
+
+
+def _time_pipeline(iterator, batch_size, num_batches, warmup):
+  for _ in range(warmup):
+    next(iterator)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    patches, target = next(iterator)
+  patches.numpy()
+  target.numpy()
+  elapsed = time.perf_counter() - start
+  return num_batches * batch_size / elapsed
+
+
+def main(argv):
+  del argv
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+
+  results = {
+      "batch_size": FLAGS.batch_size,
+      "num_batches": FLAGS.num_batches,
+      "repeats": FLAGS.repeats,
+      "patching": FLAGS.patching,
+      "num_patches": FLAGS.num_patches,
+      "cpu_count": os.cpu_count(),
+      "tensorflow": tf.__version__,
+  }
+  tmp_dir = None
+  data_dir = FLAGS.data_dir
+  if data_dir is None:
+    from data_prep import render  # pylint: disable=g-import-not-at-top
+    tmp_dir = tempfile.mkdtemp(prefix="audio_perm_bench_")
+    data_dir = os.path.join(tmp_dir, "nsynth")
+    start = time.perf_counter()
+    summary = render.render_dataset(data_dir, max_notes=FLAGS.max_notes,
+                                    seed=0, progress=False, verbose=False)
+    render_s = time.perf_counter() - start
+    notes = _count_notes(summary, FLAGS.max_notes)
+    results.update(
+        render_notes=notes, render_seconds=round(render_s, 2),
+        render_notes_per_s=round(notes / render_s, 1),
+        render_workers_peak_rss_mb=round(_peak_rss_mb(
+            resource.RUSAGE_CHILDREN), 1))
+  results["data_dir"] = data_dir if FLAGS.data_dir else "(rendered, temporary)"
+
+  try:
+    # One real batch of audio for (a), read through the evaluation reader.
+    audio = next(iter(data.waveform_dataset(
+        data_dir=data_dir, split=FLAGS.split, batch_size=FLAGS.batch_size,
+        drop_remainder=True)))["audio"]
+    audio = tf.identity(audio)
+    dataset = data.pretext_dataset(
+        data_dir=data_dir, split=FLAGS.split, batch_size=FLAGS.batch_size,
+        patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0)
+    iterator = iter(dataset)
+    stft_rates, pipeline_rates = [], []
+    for _ in range(FLAGS.repeats):
+      stft_rates.append(_time_stft(audio, FLAGS.num_batches,
+                                   FLAGS.warmup_batches))
+      pipeline_rates.append(_time_pipeline(
+          iterator, FLAGS.batch_size, FLAGS.num_batches,
+          FLAGS.warmup_batches))
+    stft_rate = statistics.median(stft_rates)
+    pipeline_rate = statistics.median(pipeline_rates)
+    results.update(
+        stft_examples_per_s=round(stft_rate, 1),
+        pipeline_examples_per_s=round(pipeline_rate, 1),
+        ratio=round(pipeline_rate / stft_rate, 3),
+        stft_examples_per_s_all=[round(r, 1) for r in stft_rates],
+        pipeline_examples_per_s_all=[round(r, 1) for r in pipeline_rates],
+        peak_rss_mb=round(_peak_rss_mb(), 1),
+        load_average_1min=round(os.getloadavg()[0], 2))
+  finally:
+    if tmp_dir is not None:
+      shutil.rmtree(tmp_dir, ignore_errors=True)
+
+  text = json.dumps(results, indent=2)
+  print(text)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      f.write(text + "\n")
+
+
+def _count_notes(summary, default):
+  """Notes written by the render (its summary's "total_notes")."""
+  if isinstance(summary, dict) and isinstance(summary.get("total_notes"), int):
+    return summary["total_notes"]
+  return default
+
+
+if __name__ == "__main__":
+  app.run(main)
