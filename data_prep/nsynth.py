@@ -200,8 +200,8 @@ def serialize_example(example):
       "pitch": _int64_feature([_check_class("pitch", example["pitch"], 128)]),
   }
   for name in QUALITIES:
-    flat["qualities/" + name] = _int64_feature([int(bool(qualities.get(name,
-                                                                       False)))])
+    flat["qualities/" + name] = _int64_feature(
+        [int(bool(qualities.get(name, False)))])
   flat["velocity"] = _int64_feature(
       [_check_class("velocity", example["velocity"], 128)])
   entries = b"".join(

@@ -54,6 +54,7 @@ rerun with other settings into a non-empty DIR is refused unless --overwrite
 """
 
 import collections
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -83,6 +84,7 @@ RENDER_VERSION = 1
 STAGING_DIRNAME = ".render_staging"
 SUMMARY_FILENAME = "render_summary.json"
 _MANIFEST_FILENAME = "manifest.json"
+_LOCK_FILENAME = ".render.lock"
 _CHUNK_NOTES = 32  # Notes per worker task.
 # Starting a worker costs about as much as rendering a few hundred notes.
 _MIN_NOTES_PER_WORKER = 256
@@ -129,7 +131,8 @@ def default_soundfont_path():
 
 def _import_tinysoundfont():
   try:
-    from tinysoundfont import _tinysoundfont  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tinysoundfont import _tinysoundfont
   except ImportError as e:
     raise ImportError(_TINYSOUNDFONT_HINT) from e
   return _tinysoundfont
@@ -448,7 +451,7 @@ def _prepare_output_dir(output_dir, settings, settings_hash, overwrite):
   manifest = _read_json(os.path.join(staging, _MANIFEST_FILENAME))
   recorded = (summary or {}).get("settings_hash") or (manifest or {}).get(
       "settings_hash")
-  entries = os.listdir(output_dir)
+  entries = [e for e in os.listdir(output_dir) if e != _LOCK_FILENAME]
   if overwrite:
     _remove_own_files(output_dir)
   elif recorded is not None and recorded != settings_hash:
@@ -581,140 +584,160 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
   }
   settings_hash = hashlib.sha256(
       json.dumps(settings, sort_keys=True).encode()).hexdigest()
-  finished = _prepare_output_dir(output_dir, settings, settings_hash,
-                                 overwrite)
-  if finished is not None:
-    if verbose:
-      print(f"{output_dir} already holds this render; nothing to do.")
-      _print_summary(finished)
-    return finished
+  os.makedirs(output_dir, exist_ok=True)
+  # One render at a time per folder (e.g. train.py and eval.py both asking
+  # for the default dataset); a second caller waits, then finds it done.
+  with _folder_lock(output_dir):
+    finished = _prepare_output_dir(output_dir, settings, settings_hash,
+                                   overwrite)
+    if finished is not None:
+      if verbose:
+        print(f"{output_dir} already holds this render; nothing to do.")
+        _print_summary(finished)
+      return finished
 
-  start_time = time.time()
-  staging = os.path.join(output_dir, STAGING_DIRNAME)
-  splits = assign_splits(plan_notes(available, max_notes, seed), seed)
-  shards = _shard_plan(splits, examples_per_shard)
+    start_time = time.time()
+    staging = os.path.join(output_dir, STAGING_DIRNAME)
+    splits = assign_splits(plan_notes(available, max_notes, seed), seed)
+    shards = _shard_plan(splits, examples_per_shard)
 
-  def stats_path(name):
-    return os.path.join(staging, name + ".json")
+    def stats_path(name):
+      return os.path.join(staging, name + ".json")
 
-  todo = []
-  for split, index, num_shards, notes in shards:
-    name = nsynth.shard_filename(split, index, num_shards)
-    done = (os.path.exists(os.path.join(staging, name)) or os.path.exists(
-        os.path.join(output_dir, name))) and os.path.exists(stats_path(name))
-    if not done:
-      todo.append((split, index, num_shards, notes))
-
-  num_todo = sum(len(s[3]) for s in todo)
-  if num_workers is None:
-    num_workers = os.cpu_count() or 1
-  num_workers = max(1, min(num_workers, num_todo // _MIN_NOTES_PER_WORKER))
-  tasks = []
-  for shard_index, (_, _, _, notes) in enumerate(todo):
-    for start in range(0, len(notes), _CHUNK_NOTES):
-      tasks.append(((shard_index, start),
-                    notes[start:start + _CHUNK_NOTES], silence_peak))
-
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm(total=num_todo, unit="note", desc="render", disable=not progress)
-  pool = None
-  try:
-    if num_workers > 1:
-      pool = multiprocessing.get_context("spawn").Pool(
-          num_workers, initializer=_worker_init,
-          initargs=(soundfont, gain_db))
-      results = _bounded_ordered_map(pool, _render_chunk, tasks,
-                                     window=4 * num_workers)
-    else:
-      _worker_init(soundfont, gain_db)
-      results = map(_render_chunk, tasks)
-    for shard_index, (split, index, num_shards, notes) in enumerate(todo):
-      statuses = []
-
-      def shard_records(shard_index=shard_index, notes=notes,
-                        statuses=statuses):
-        """Streams the shard's records as the workers deliver them."""
-        while len(statuses) < len(notes):
-          (task_shard, _), chunk = next(results)
-          if task_shard != shard_index:
-            raise RuntimeError("render tasks arrived out of order")
-          for record, status in chunk:
-            statuses.append(status)
-            if record is not None:
-              yield record
-          bar.update(len(chunk))
-
+    todo = []
+    for split, index, num_shards, notes in shards:
       name = nsynth.shard_filename(split, index, num_shards)
-      num_examples, _ = _write_shard(os.path.join(staging, name),
-                                     shard_records())
-      kept = [n for n, s in zip(notes, statuses) if s in ("ok", "limited")]
-      stats = {
-          "split": split,
-          "num_examples": num_examples,
-          "programs": sorted({n[0] for n in kept}),
-          "families": dict(collections.Counter(
-              gm.program_info(n[0]).family for n in kept)),
-          "dropped": dict(collections.Counter(
-              s for s in statuses if s not in ("ok", "limited"))),
-          "limited": statuses.count("limited"),
-      }
-      # A shard counts as done when both it and its stats exist.
-      nsynth.write_json_atomically(stats_path(name), stats)
-  finally:
-    bar.close()
-    if pool is not None:
-      pool.terminate()
-      pool.join()
-  render_seconds = time.time() - start_time
+      done = (os.path.exists(os.path.join(staging, name)) or os.path.exists(
+          os.path.join(output_dir, name))) and os.path.exists(stats_path(name))
+      if not done:
+        todo.append((split, index, num_shards, notes))
 
-  # Every shard is complete: move them into place, then the metadata.
-  shard_lengths = collections.defaultdict(list)
-  summary = {
-      "output_dir": output_dir,
-      "soundfont": soundfont,
-      "settings": settings,
-      "settings_hash": settings_hash,
-      "notes": {name: 0 for name, _ in SPLIT_FRACTIONS},
-      "notes_per_family": {name: {} for name, _ in SPLIT_FRACTIONS},
-      "programs": {name: [] for name, _ in SPLIT_FRACTIONS},
-      "dropped": {"silent": 0, "non_finite": 0},
-      "limited": 0,
-      "missing_programs": missing,
-  }
-  for split, index, num_shards, _ in shards:
-    name = nsynth.shard_filename(split, index, num_shards)
-    stats = _read_json(stats_path(name))
-    if os.path.exists(os.path.join(staging, name)):
-      os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
-    shard_lengths[split].append(stats["num_examples"])
-    summary["notes"][split] += stats["num_examples"]
-    for family, count in stats["families"].items():
-      per_family = summary["notes_per_family"][split]
-      per_family[family] = per_family.get(family, 0) + count
-    summary["programs"][split] = sorted(
-        set(summary["programs"][split]) | set(stats["programs"]))
-    for reason, count in stats["dropped"].items():
-      summary["dropped"][reason] = summary["dropped"].get(reason, 0) + count
-    summary["limited"] += stats["limited"]
-  summary["shard_lengths"] = dict(shard_lengths)
-  summary["total_notes"] = sum(summary["notes"].values())
-  nsynth.write_folder_metadata(
-      output_dir, dict(shard_lengths),
-      description=("NSynth-protocol notes rendered from the General MIDI "
-                   f"soundfont {os.path.basename(soundfont)} by audio_perm's "
-                   "data_prep.render."))
-  summary["num_workers"] = num_workers
-  summary["render_seconds"] = round(render_seconds, 3)
-  summary["notes_per_second"] = (
-      round(num_todo / render_seconds, 1) if num_todo and render_seconds
-      else None)
-  summary["complete"] = True
-  nsynth.write_json_atomically(os.path.join(output_dir, SUMMARY_FILENAME),
-                               summary)
-  shutil.rmtree(staging, ignore_errors=True)
-  if verbose:
-    _print_summary(summary)
-  return summary
+    num_todo = sum(len(s[3]) for s in todo)
+    if num_workers is None:
+      num_workers = os.cpu_count() or 1
+    num_workers = max(1, min(num_workers, num_todo // _MIN_NOTES_PER_WORKER))
+    tasks = []
+    for shard_index, (_, _, _, notes) in enumerate(todo):
+      for start in range(0, len(notes), _CHUNK_NOTES):
+        tasks.append(((shard_index, start),
+                      notes[start:start + _CHUNK_NOTES], silence_peak))
+
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm(total=num_todo, unit="note", desc="render", disable=not progress)
+    pool = None
+    try:
+      if num_workers > 1:
+        pool = multiprocessing.get_context("spawn").Pool(
+            num_workers, initializer=_worker_init,
+            initargs=(soundfont, gain_db))
+        results = _bounded_ordered_map(pool, _render_chunk, tasks,
+                                       window=4 * num_workers)
+      else:
+        _worker_init(soundfont, gain_db)
+        results = map(_render_chunk, tasks)
+      for shard_index, (split, index, num_shards, notes) in enumerate(todo):
+        statuses = []
+
+        def shard_records(shard_index=shard_index, notes=notes,
+                          statuses=statuses):
+          """Streams the shard's records as the workers deliver them."""
+          while len(statuses) < len(notes):
+            (task_shard, _), chunk = next(results)
+            if task_shard != shard_index:
+              raise RuntimeError("render tasks arrived out of order")
+            for record, status in chunk:
+              statuses.append(status)
+              if record is not None:
+                yield record
+            bar.update(len(chunk))
+
+        name = nsynth.shard_filename(split, index, num_shards)
+        num_examples, _ = _write_shard(os.path.join(staging, name),
+                                       shard_records())
+        kept = [n for n, s in zip(notes, statuses) if s in ("ok", "limited")]
+        stats = {
+            "split": split,
+            "num_examples": num_examples,
+            "programs": sorted({n[0] for n in kept}),
+            "families": dict(collections.Counter(
+                gm.program_info(n[0]).family for n in kept)),
+            "dropped": dict(collections.Counter(
+                s for s in statuses if s not in ("ok", "limited"))),
+            "limited": statuses.count("limited"),
+        }
+        # A shard counts as done when both it and its stats exist.
+        nsynth.write_json_atomically(stats_path(name), stats)
+    finally:
+      bar.close()
+      if pool is not None:
+        pool.terminate()
+        pool.join()
+    render_seconds = time.time() - start_time
+
+    # Every shard is complete: move them into place, then the metadata.
+    shard_lengths = collections.defaultdict(list)
+    summary = {
+        "output_dir": output_dir,
+        "soundfont": soundfont,
+        "settings": settings,
+        "settings_hash": settings_hash,
+        "notes": {name: 0 for name, _ in SPLIT_FRACTIONS},
+        "notes_per_family": {name: {} for name, _ in SPLIT_FRACTIONS},
+        "programs": {name: [] for name, _ in SPLIT_FRACTIONS},
+        "dropped": {"silent": 0, "non_finite": 0},
+        "limited": 0,
+        "missing_programs": missing,
+    }
+    for split, index, num_shards, _ in shards:
+      name = nsynth.shard_filename(split, index, num_shards)
+      stats = _read_json(stats_path(name))
+      if os.path.exists(os.path.join(staging, name)):
+        os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+      shard_lengths[split].append(stats["num_examples"])
+      summary["notes"][split] += stats["num_examples"]
+      for family, count in stats["families"].items():
+        per_family = summary["notes_per_family"][split]
+        per_family[family] = per_family.get(family, 0) + count
+      summary["programs"][split] = sorted(
+          set(summary["programs"][split]) | set(stats["programs"]))
+      for reason, count in stats["dropped"].items():
+        summary["dropped"][reason] = summary["dropped"].get(reason, 0) + count
+      summary["limited"] += stats["limited"]
+    summary["shard_lengths"] = dict(shard_lengths)
+    summary["total_notes"] = sum(summary["notes"].values())
+    nsynth.write_folder_metadata(
+        output_dir, dict(shard_lengths),
+        description=("NSynth-protocol notes rendered from the General MIDI "
+                     f"soundfont {os.path.basename(soundfont)} by audio_perm's "
+                     "data_prep.render."))
+    summary["num_workers"] = num_workers
+    summary["render_seconds"] = round(render_seconds, 3)
+    summary["notes_per_second"] = (
+        round(num_todo / render_seconds, 1) if num_todo and render_seconds
+        else None)
+    summary["complete"] = True
+    nsynth.write_json_atomically(os.path.join(output_dir, SUMMARY_FILENAME),
+                                 summary)
+    shutil.rmtree(staging, ignore_errors=True)
+    if verbose:
+      _print_summary(summary)
+    return summary
+
+
+@contextlib.contextmanager
+def _folder_lock(folder):
+  """Exclusive advisory lock on folder/.render.lock (no-op without fcntl)."""
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top
+  except ImportError:  # Not POSIX.
+    yield
+    return
+  with open(os.path.join(folder, _LOCK_FILENAME), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _bounded_ordered_map(pool, func, tasks, window):

@@ -473,3 +473,41 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, args, match):
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
   assert match in lines[0]
+
+
+def test_ensure_default_dataset_renders_once(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(render, "DEFAULT_MAX_NOTES", 12)
+  monkeypatch.setenv("AUDIO_PERM_DATA_DIR", str(tmp_path / "default"))
+  path = render.ensure_default_dataset(progress=False)
+  assert path == str(tmp_path / "default")
+  assert "Rendering the default" in capsys.readouterr().out
+  assert render.is_complete(path)
+  assert tfds.builder_from_directory(path).info.splits.total_num_examples
+  mtime = os.path.getmtime(os.path.join(path, "dataset_info.json"))
+  assert render.ensure_default_dataset(progress=False) == path
+  assert capsys.readouterr().out == ""  # Not rendered again.
+  assert os.path.getmtime(os.path.join(path, "dataset_info.json")) == mtime
+
+
+def test_concurrent_renders_of_one_folder_do_not_clash(tmp_path):
+  import threading  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "shared")
+  results, errors = [], []
+
+  def work():
+    try:
+      results.append(render.render_dataset(out, max_notes=12, seed=0,
+                                           progress=False, verbose=False))
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=work) for _ in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors
+  assert results[0]["notes"] == results[1]["notes"]
+  assert render.is_complete(out)
+  assert sum(len(_read_split(out, s)) for s in ("train", "valid", "test")) == (
+      results[0]["total_notes"])
