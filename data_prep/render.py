@@ -373,17 +373,22 @@ def _worker_init(soundfont_path, gain_db):
   _worker_synth = Synthesizer(soundfont_path, gain_db)
 
 
-def _render_chunk(args):
+def _render_chunk(args, synth=None):
   """Renders and serializes notes; runs in a worker (or in-process).
+
+  Args:
+    args: (task id, [(program, pitch, velocity)], silence_peak).
+    synth: Synthesizer; None for the worker's own (`_worker_init`).
 
   Returns:
     (task id, [(serialized bytes or None, status), ...]).
   """
   task_id, notes, silence_peak = args
+  synth = synth or _worker_synth
   results = []
   for program, pitch, velocity in notes:
-    audio, status = check_audio(
-        _worker_synth.render(program, pitch, velocity), silence_peak)
+    audio, status = check_audio(synth.render(program, pitch, velocity),
+                                silence_peak)
     if audio is None:
       results.append((None, status))
     else:
@@ -633,8 +638,7 @@ def render_dataset(output_dir, soundfont=None, max_notes=None, seed=0, *,
         results = _bounded_ordered_map(pool, _render_chunk, tasks,
                                        window=4 * num_workers)
       else:
-        _worker_init(soundfont, gain_db)
-        results = map(_render_chunk, tasks)
+        results = (_render_chunk(task, synth) for task in tasks)
       for shard_index, (split, index, num_shards, notes) in enumerate(todo):
         statuses = []
 
