@@ -1,0 +1,455 @@
+"""Probes on frozen embeddings: labelled subsets, label remapping, MLP/linear probes.
+
+The evaluation protocol (the paper's, Section III): a frozen encoder turns every
+note into an embedding; a small probe is trained on a few labelled examples of
+the train split and scored on the test split. This module holds the parts that
+only see arrays:
+
+* `stratified_subset`: the labelled subset, drawn per seed, with each class
+  represented in proportion to its frequency in the pool (largest remainder).
+* `holdout_split`: the part of the labelled subset kept aside for early
+  stopping. The test split is never used for training or model selection.
+* `remap_labels`: sparse label ids (NSynth's instrument ids go up to 1005 with
+  gaps) to dense indices; labels absent from the reference set map to -1.
+* `fit_probe`: a 3-layer MLP (`probe="mlp"`, as in the paper) or a linear model
+  (`probe="linear"`) on standardised inputs, for classification or regression,
+  trained with Adam in a compiled loop (one `tf.function` call per epoch) and
+  early-stopped on the held-out part of the labelled subset.
+* `accuracy`, `mean_squared_error`: the downstream metrics.
+
+Test examples whose class never occurs in the labelled subset cannot be
+predicted by a classifier trained on that subset; they still count, as errors,
+so that accuracies are comparable across encoders and subsets.
+"""
+
+import dataclasses
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PROBES = ("mlp", "linear")
+TASK_TYPES = ("classification", "regression")
+
+
+def _as_1d(values, name):
+  values = np.asarray(values)
+  if values.ndim != 1:
+    raise ValueError(
+        f"{name} must be 1-D [num_examples], got shape {values.shape}.")
+  return values
+
+
+def remap_labels(reference_labels, *other_labels):
+  """Maps sparse label ids to dense indices 0..num_classes-1.
+
+  Args:
+    reference_labels: [num_examples] labels defining the classes (sorted
+      unique values become indices 0, 1, ...).
+    *other_labels: further [num_other] label arrays mapped with the same
+      table; values absent from `reference_labels` map to -1.
+
+  Returns:
+    (dense_reference [num_examples] int64, tuple of dense others (int64, -1 for
+    unknown classes), classes [num_classes] the sorted original ids, such that
+    classes[dense] == original wherever dense >= 0).
+  """
+  reference_labels = _as_1d(reference_labels, "reference_labels")
+  classes, dense_reference = np.unique(reference_labels, return_inverse=True)
+  dense_others = []
+  for labels in other_labels:
+    labels = _as_1d(labels, "labels")
+    position = np.searchsorted(classes, labels)
+    position = np.clip(position, 0, max(len(classes) - 1, 0))
+    known = (classes[position] == labels) if len(classes) else np.zeros(
+        labels.shape, bool)
+    dense_others.append(np.where(known, position, -1).astype(np.int64))
+  return dense_reference.astype(np.int64), tuple(dense_others), classes
+
+
+def stratified_subset(labels, num_labeled, seed):
+  """Draws `num_labeled` distinct indices, stratified by label.
+
+  Each class c with n_c of the N pool examples gets floor(num_labeled * n_c / N)
+  examples, and the remaining slots go to the classes with the largest
+  fractional parts (ties broken at random): the largest-remainder rule, so
+  every class count is within one of its proportional share. Within a class
+  the examples are drawn uniformly without replacement. Deterministic for a
+  seed.
+
+  Args:
+    labels: [N] labels of the pool (any values np.unique can sort; integers
+      for the tasks here, including pitch).
+    num_labeled: how many indices to draw, 1 <= num_labeled <= N.
+    seed: int seed.
+
+  Returns:
+    int64 [num_labeled] distinct indices into `labels`, in random order.
+  """
+  labels = _as_1d(labels, "labels")
+  num_examples = labels.shape[0]
+  if not 1 <= num_labeled <= num_examples:
+    raise ValueError(
+        f"num_labeled={num_labeled} must be between 1 and the number of "
+        f"examples available ({num_examples}); pass a smaller --num_labeled or "
+        "use a larger split.")
+  rng = np.random.default_rng(seed)
+  _, dense, counts = np.unique(labels, return_inverse=True,
+                               return_counts=True)
+  quotas = num_labeled * counts / num_examples
+  allocation = np.floor(quotas).astype(np.int64)
+  remainder = num_labeled - int(allocation.sum())
+  if remainder > 0:
+    # Largest fractional part first; a random key breaks ties.
+    fractions = quotas - allocation
+    order = np.lexsort((rng.random(len(counts)), -fractions))
+    allocation[order[:remainder]] += 1
+  chosen = []
+  for class_index, count in enumerate(allocation):
+    if count:
+      members = np.flatnonzero(dense == class_index)
+      chosen.append(rng.choice(members, size=count, replace=False))
+  chosen = np.concatenate(chosen).astype(np.int64)
+  return rng.permutation(chosen)
+
+
+def holdout_split(labels, holdout_fraction, seed):
+  """Splits a labelled subset into a fitting part and an early-stopping part.
+
+  The held-out part is itself stratified by label (`stratified_subset`) and has
+  round(holdout_fraction * n) examples, at least 1; the fitting part keeps at
+  least 1.
+
+  Args:
+    labels: [n] labels of the labelled subset, n >= 2.
+    holdout_fraction: in (0, 1).
+    seed: int seed.
+
+  Returns:
+    (fit_indices, holdout_indices), int64 arrays into `labels`, disjoint,
+    covering all n.
+  """
+  labels = _as_1d(labels, "labels")
+  num_examples = labels.shape[0]
+  if not 0.0 < holdout_fraction < 1.0:
+    raise ValueError(
+        f"holdout_fraction={holdout_fraction} must be in (0, 1).")
+  if num_examples < 2:
+    raise ValueError(
+        f"A labelled subset of {num_examples} example(s) cannot be split into "
+        "a fitting part and an early-stopping part; use num_labeled >= 2.")
+  num_holdout = int(round(holdout_fraction * num_examples))
+  num_holdout = min(max(num_holdout, 1), num_examples - 1)
+  holdout = stratified_subset(labels, num_holdout, seed)
+  fit = np.setdiff1d(np.arange(num_examples), holdout)
+  return fit.astype(np.int64), np.sort(holdout)
+
+
+def accuracy(labels, predictions):
+  """Fraction of exact matches. labels, predictions: [N] -> float."""
+  labels = _as_1d(labels, "labels")
+  predictions = _as_1d(predictions, "predictions")
+  if labels.shape != predictions.shape or not labels.size:
+    raise ValueError(
+        f"accuracy needs two non-empty arrays of one shape, got {labels.shape} "
+        f"and {predictions.shape}.")
+  return float(np.mean(labels == predictions))
+
+
+def mean_squared_error(targets, predictions):
+  """Mean of (targets - predictions)^2. [N], [N] -> float."""
+  targets = _as_1d(targets, "targets").astype(np.float64)
+  predictions = _as_1d(predictions, "predictions").astype(np.float64)
+  if targets.shape != predictions.shape or not targets.size:
+    raise ValueError(
+        "mean_squared_error needs two non-empty arrays of one shape, got "
+        f"{targets.shape} and {predictions.shape}.")
+  return float(np.mean((targets - predictions) ** 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+  """How a probe is built and trained.
+
+  Attributes:
+    probe: "mlp" (3 dense layers: two hidden ReLU layers and the output, as in
+      the paper) or "linear" (the output layer alone).
+    hidden_units: width of the MLP's hidden layers.
+    learning_rate: Adam learning rate.
+    batch_size: minibatch size.
+    max_epochs: upper bound on epochs.
+    patience: stop after this many epochs without a lower held-out loss; the
+      weights of the best epoch are kept.
+    holdout_fraction: share of the labelled subset held out for early stopping.
+    weight_decay: L2 penalty on the kernels (0 disables it).
+    variance_floor: inputs are standardised as (x - mean_j) / sqrt(var_j +
+      variance_floor * mean_k(var_k)), statistics of the fitting part. The
+      floor keeps features that are nearly constant on a small labelled subset
+      (quiet spectrogram bins, rarely active ReLU units) from being scaled up
+      by orders of magnitude and swamping the probe on the test split; 0 gives
+      plain standardisation.
+  """
+  probe: str = "mlp"
+  hidden_units: int = 512
+  learning_rate: float = 1e-3
+  batch_size: int = 64
+  max_epochs: int = 300
+  patience: int = 20
+  holdout_fraction: float = 0.2
+  weight_decay: float = 1e-4
+  variance_floor: float = 1.0
+
+  def validate(self):
+    if self.probe not in PROBES:
+      raise ValueError(
+          f"Unknown probe {self.probe!r}; choose one of {', '.join(PROBES)}.")
+    for name in ("hidden_units", "batch_size", "max_epochs", "patience"):
+      if getattr(self, name) < 1:
+        raise ValueError(
+            f"Probe {name}={getattr(self, name)} must be a positive integer.")
+    if not self.learning_rate > 0:
+      raise ValueError(
+          f"Probe learning_rate={self.learning_rate} must be positive.")
+    if not 0.0 < self.holdout_fraction < 1.0:
+      raise ValueError(
+          f"Probe holdout_fraction={self.holdout_fraction} must be in (0, 1).")
+    if self.weight_decay < 0:
+      raise ValueError(
+          f"Probe weight_decay={self.weight_decay} must be >= 0.")
+    if self.variance_floor < 0:
+      raise ValueError(
+          f"Probe variance_floor={self.variance_floor} must be >= 0.")
+    return self
+
+
+class FittedProbe:
+  """A trained probe with its input standardisation.
+
+  `predict(features [N, D])` returns [N] original label ids (classification)
+  or float predictions in the target's units (regression).
+  """
+
+  def __init__(self, model, task_type, feature_mean, feature_scale,
+               classes=None, target_mean=0.0, target_scale=1.0,
+               epochs_trained=0, best_epoch=0):
+    self.model = model
+    self.task_type = task_type
+    self.feature_mean = feature_mean
+    self.feature_scale = feature_scale
+    self.classes = classes
+    self.target_mean = target_mean
+    self.target_scale = target_scale
+    self.epochs_trained = epochs_trained
+    self.best_epoch = best_epoch
+
+  def predict(self, features, batch_size=4096):
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or features.shape[1] != self.feature_mean.shape[0]:
+      raise ValueError(
+          f"predict expects features [N, {self.feature_mean.shape[0]}], got "
+          f"{features.shape}.")
+    outputs = []
+    for start in range(0, features.shape[0], batch_size):
+      chunk = (features[start:start + batch_size] - self.feature_mean)
+      chunk = chunk / self.feature_scale
+      outputs.append(self.model(chunk, training=False).numpy())
+    outputs = np.concatenate(outputs, axis=0) if outputs else np.zeros(
+        (0, self.model.output_shape[-1]), np.float32)
+    if self.task_type == "classification":
+      return self.classes[np.argmax(outputs, axis=-1)]
+    return outputs[:, 0].astype(np.float64) * self.target_scale + (
+        self.target_mean)
+
+
+def standardization(features, variance_floor=1.0):
+  """Per-feature (mean, scale) for standardising inputs.
+
+  scale_j = sqrt(var_j + variance_floor * mean_k var_k); a scale of 0 (all
+  features constant) becomes 1.
+
+  Args:
+    features: float [n, dim].
+    variance_floor: >= 0, in units of the mean feature variance.
+
+  Returns:
+    (mean float32 [dim], scale float32 [dim]).
+  """
+  features = np.asarray(features, np.float64)
+  mean = features.mean(axis=0)
+  variance = features.var(axis=0)
+  scale = np.sqrt(variance + variance_floor * variance.mean())
+  scale = np.where(scale > 1e-12, scale, 1.0)
+  return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def _build_model(input_dim, output_dim, config, seed):
+  regularizer = (keras.regularizers.L2(config.weight_decay)
+                 if config.weight_decay else None)
+  layers = [keras.Input((input_dim,))]
+  num_hidden = 2 if config.probe == "mlp" else 0
+  for layer_index in range(num_hidden):
+    layers.append(keras.layers.Dense(
+        config.hidden_units, activation="relu",
+        kernel_initializer=keras.initializers.GlorotUniform(
+            seed=seed + layer_index),
+        kernel_regularizer=regularizer))
+  layers.append(keras.layers.Dense(
+      output_dim,
+      kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 100),
+      kernel_regularizer=regularizer))
+  return keras.Sequential(layers)
+
+
+def _train(model, loss_fn, x_fit, y_fit, x_val, y_val, config, seed):
+  """Minibatch Adam with early stopping on the held-out loss.
+
+  One epoch (every minibatch of a shuffled pass) is a single tf.function call,
+  which keeps the per-epoch overhead to a few milliseconds.
+
+  Returns:
+    (epochs_trained, best_epoch); the model holds the best epoch's weights.
+  """
+  optimizer = keras.optimizers.Adam(config.learning_rate)
+  optimizer.build(model.trainable_variables)
+  x_fit = tf.constant(x_fit)
+  y_fit = tf.constant(y_fit)
+  x_val = tf.constant(x_val)
+  y_val = tf.constant(y_val)
+  batch_size = config.batch_size
+
+  def total_loss(targets, outputs):
+    loss = loss_fn(targets, outputs)
+    if model.losses:
+      loss += tf.add_n(model.losses)
+    return loss
+
+  @tf.function
+  def run_epoch(order):
+    num_batches = (tf.shape(order)[0] + batch_size - 1) // batch_size
+    for batch in tf.range(num_batches):
+      index = order[batch * batch_size:(batch + 1) * batch_size]
+      with tf.GradientTape() as tape:
+        loss = total_loss(tf.gather(y_fit, index),
+                          model(tf.gather(x_fit, index), training=True))
+      gradients = tape.gradient(loss, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss_fn(y_val, model(x_val, training=False))
+
+  rng = np.random.default_rng(seed)
+  num_fit = int(x_fit.shape[0])
+  best_loss = np.inf
+  best_weights = model.get_weights()
+  best_epoch = 0
+  epoch = 0
+  for epoch in range(1, config.max_epochs + 1):
+    order = tf.constant(rng.permutation(num_fit), tf.int32)
+    val_loss = float(run_epoch(order))
+    if val_loss < best_loss:
+      best_loss, best_epoch = val_loss, epoch
+      best_weights = model.get_weights()
+    elif epoch - best_epoch >= config.patience:
+      break
+  model.set_weights(best_weights)
+  return epoch, best_epoch
+
+
+def fit_probe(features, labels, task_type, seed=0,
+              config: Optional[ProbeConfig] = None) -> FittedProbe:
+  """Trains a probe on a labelled subset.
+
+  The subset is split (stratified, `holdout_split`) into a fitting part and a
+  held-out part for early stopping; inputs are standardised with the fitting
+  part's statistics (`standardization`); regression targets are standardised
+  likewise and predictions mapped back to the target's units.
+
+  Args:
+    features: float [n, dim] embeddings of the labelled subset.
+    labels: [n] integer class ids (classification; any sparse ids: they are
+      remapped to dense indices internally) or numeric targets (regression).
+    task_type: "classification" or "regression".
+    seed: int; fixes the split, the initialisation and the minibatch order.
+    config: a ProbeConfig (defaults when None).
+
+  Returns:
+    A FittedProbe.
+  """
+  config = (config or ProbeConfig()).validate()
+  if task_type not in TASK_TYPES:
+    raise ValueError(
+        f"Unknown task_type {task_type!r}; choose one of {TASK_TYPES}.")
+  features = np.asarray(features, np.float32)
+  labels = _as_1d(labels, "labels")
+  if features.ndim != 2 or features.shape[0] != labels.shape[0]:
+    raise ValueError(
+        f"features must be [n, dim] with n == len(labels) = {labels.shape[0]}, "
+        f"got {features.shape}.")
+  if not np.all(np.isfinite(features)):
+    raise ValueError(
+        "The embeddings contain NaN or infinite values; the encoder is broken "
+        "or its input was not audio.")
+
+  fit_index, val_index = holdout_split(labels, config.holdout_fraction, seed)
+  feature_mean, feature_scale = standardization(features[fit_index],
+                                                config.variance_floor)
+  standardised = (features - feature_mean) / feature_scale
+
+  classes = None
+  target_mean, target_scale = 0.0, 1.0
+  if task_type == "classification":
+    dense, _, classes = remap_labels(labels)
+    targets = dense.astype(np.int32)
+    output_dim = len(classes)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  else:
+    values = labels.astype(np.float64)
+    target_mean = float(values[fit_index].mean())
+    target_scale = float(values[fit_index].std()) or 1.0
+    targets = ((values - target_mean) / target_scale).astype(np.float32)[:, None]
+    output_dim = 1
+    loss_fn = keras.losses.MeanSquaredError()
+
+  model = _build_model(features.shape[1], output_dim, config, seed)
+  epochs_trained, best_epoch = _train(
+      model, loss_fn, standardised[fit_index], targets[fit_index],
+      standardised[val_index], targets[val_index], config, seed)
+  return FittedProbe(model, task_type, feature_mean.astype(np.float32),
+                     feature_scale, classes=classes, target_mean=target_mean,
+                     target_scale=target_scale, epochs_trained=epochs_trained,
+                     best_epoch=best_epoch)
+
+
+def score(task_type, labels, predictions):
+  """The metrics of a task type on predictions: {"accuracy": ..} or {"mse": ..}."""
+  if task_type == "classification":
+    return {"accuracy": accuracy(labels, predictions)}
+  return {"mse": mean_squared_error(labels, predictions)}
+
+
+def fit_and_score(train_features, train_labels, test_features, test_labels,
+                  task_type, seed=0, config=None):
+  """fit_probe on the labelled subset, then its metric on the test split.
+
+  Args:
+    train_features: [n, dim] embeddings of the labelled subset.
+    train_labels: [n] its labels.
+    test_features: [m, dim] embeddings of the test split.
+    test_labels: [m] its labels (original ids; classes never seen in the
+      labelled subset count as errors).
+    task_type: "classification" or "regression".
+    seed, config: as fit_probe.
+
+  Returns:
+    {"accuracy": float} or {"mse": float}.
+  """
+  fitted = fit_probe(train_features, train_labels, task_type, seed, config)
+  return score(task_type, test_labels, fitted.predict(test_features))
+
+
+def summarize(values: Sequence[float]) -> Tuple[float, float]:
+  """(mean, sample standard deviation) of per-seed values; std 0 for one."""
+  values = np.asarray(values, np.float64)
+  if not values.size:
+    raise ValueError("summarize needs at least one value.")
+  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+  return float(values.mean()), std
