@@ -1,0 +1,214 @@
+"""Tests for audio_perm.training and train.py: objectives on real data,
+checkpoints, kill -9 and resume, flags.json, TensorBoard logs, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import objectives
+from audio_perm import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = ["--num_patches=4", "--batch_size=4", "--width=0.0625",
+              "--embedding_dim=8", "--objective=soft_rank", "--log_every=2",
+              "--image_every=6", "--checkpoint_every=4", "--noverbose",
+              "--learning_rate=0.003"]
+
+
+def _tiny_config(data_dir, **kwargs):
+  values = dict(data_dir=data_dir, num_patches=4, batch_size=4,
+                width=1 / 16, embedding_dim=8, learning_rate=3e-3,
+                num_permutations=12, perturbation_samples=20, verbose=False)
+  values.update(kwargs)
+  return training.TrainConfig(**values)
+
+
+@pytest.mark.parametrize("objective", objectives.OBJECTIVES)
+def test_each_objective_lowers_its_loss_on_rendered_data(objective,
+                                                         rendered_dataset_dir):
+  config = _tiny_config(rendered_dataset_dir, objective=objective)
+  config.validate()
+  trainer = training.Trainer(config)
+  dataset_fn = training.make_dataset_fn(config,
+                                        trainer.objective.permutation_set)
+  patches, target = next(iter(dataset_fn(tf.distribute.InputContext())))
+  assert patches.shape == (4, 4, 398, 128, 1)
+  seed = tf.constant([5, 6], tf.int64)
+
+  def loss_now():
+    outputs = trainer.model(patches, training=False)
+    return float(tf.reduce_mean(trainer.objective.loss(outputs, target,
+                                                       seed=seed)))
+
+  before = loss_now()
+  iterator = trainer.distributed_iterator(
+      lambda ctx: tf.data.Dataset.from_tensors((patches, target)).repeat())
+  trainer.train_function()(iterator, tf.constant(8))
+  after = loss_now()
+  assert np.isfinite(after)
+  assert after < 0.9 * before, (before, after)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(patching="time_frequency", num_patches=10, grid=(3, 4)), "grid"),
+    (dict(patching="frequency", grid=(2, 2)), "grid"),
+    (dict(objective="classification", num_patches=4, num_permutations=30),
+     "4!"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(train_steps=-5), "train_steps"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(width=-1.0), "width"),
+    (dict(num_patches=600), "num_patches=600"),
+    (dict(optimizer="adagrad"), "optimizer"),
+])
+def test_bad_configs_raise_value_error(kwargs, match, tmp_path):
+  config = _tiny_config(str(tmp_path), **kwargs)
+  with pytest.raises(ValueError, match=match):
+    config.validate(check_data=False)
+
+
+def test_missing_data_dir_says_how_to_make_one(tmp_path):
+  config = _tiny_config(str(tmp_path / "nowhere"))
+  with pytest.raises(ValueError, match="python -m data_prep.render"):
+    config.validate()
+
+
+def test_settings_of_another_objective_are_reported_as_ignored():
+  config = training.TrainConfig(objective="mse")
+  messages = config.ignored_settings({"perturbation_sigma", "batch_size",
+                                      "num_permutations"})
+  assert len(messages) == 2
+  assert any("--perturbation_sigma is ignored" in m for m in messages)
+  assert any("--num_permutations is ignored" in m for m in messages)
+  assert not training.TrainConfig(objective="perturbed_fy").ignored_settings(
+      {"perturbation_sigma"})
+
+
+def _train_py(args, **kwargs):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")]
+                          + args, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=ROOT, **kwargs)
+
+
+def _run(args, timeout=180):
+  proc = _train_py(args)
+  out, err = proc.communicate(timeout=timeout)
+  return proc.returncode, out, err
+
+
+def _events(model_dir):
+  """{tag: [(step, value or image count)]} from the TensorBoard logs."""
+  found = {}
+  for path in tf.io.gfile.glob(os.path.join(model_dir, "train", "events.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tensor = tf.make_ndarray(value.tensor)
+        entry = float(tensor) if tensor.ndim == 0 else len(tensor) - 2
+        found.setdefault(value.tag, []).append((event.step, entry))
+  return found
+
+
+def test_kill_and_resume_then_no_retraining(tmp_path, rendered_dataset_dir):
+  model_dir = str(tmp_path / "run")
+  args = [f"--data_dir={rendered_dataset_dir}", f"--model_dir={model_dir}",
+          "--train_steps=24"] + TINY_FLAGS
+  proc = _train_py(args)
+  deadline = time.time() + 150
+  try:
+    while tf.train.latest_checkpoint(model_dir) is None:
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.time() < deadline, "no checkpoint in time"
+      time.sleep(0.2)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  killed_at = int(tf.train.latest_checkpoint(model_dir).rsplit("-", 1)[1])
+  assert killed_at % 4 == 0 and 4 <= killed_at < 24
+
+  saved = json.load(open(os.path.join(model_dir, "flags.json")))
+  assert saved["train_steps"] == 24 and saved["num_patches"] == 4
+
+  rc, out, err = _run(args)
+  assert rc == 0, err[-3000:]
+  assert f"Resuming from the checkpoint at step {killed_at}" in out
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-24")
+  export_dir = os.path.join(model_dir, "encoder")
+  assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
+  embed = tf.saved_model.load(export_dir).signatures["serving_default"]
+  assert embed(waveform=tf.zeros([2, 64000]))["embedding"].shape == (2, 8)
+
+  events = _events(model_dir)
+  for tag in ("loss", "partial_ranks_accuracy", "learning_rate",
+              "examples_per_second"):
+    steps = [s for s, _ in events[tag]]
+    assert max(steps) == 24 and all(np.isfinite(v) for _, v in events[tag])
+  assert events["learning_rate"][-1][1] == pytest.approx(3e-3)
+  images = events["spectrogram/shuffled_reordered_original"]
+  assert images[-1] == (24, 3)
+
+  # Finished: the same command neither trains nor re-exports.
+  mtime = os.path.getmtime(os.path.join(export_dir, "saved_model.pb"))
+  rc, out, err = _run(args)
+  assert rc == 0, err[-3000:]
+  assert "already trained" in out and "up to date" in out
+  assert "Trained to step" not in out
+  assert os.path.getmtime(os.path.join(export_dir, "saved_model.pb")) == mtime
+
+  # --export_only re-exports from the latest checkpoint elsewhere.
+  other = str(tmp_path / "exported")
+  rc, out, err = _run(args + ["--export_only", f"--export_dir={other}"])
+  assert rc == 0, err[-3000:]
+  assert os.path.exists(os.path.join(other, "saved_model.pb"))
+  again = tf.saved_model.load(other).signatures["serving_default"]
+  w = tf.random.stateless_normal([1, 64000], [1, 2])
+  np.testing.assert_allclose(again(waveform=w)["embedding"],
+                             embed(waveform=w)["embedding"], rtol=1e-6)
+
+
+def test_a_model_dir_with_other_flags_is_refused_unless_overwrite(tmp_path):
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  config = _tiny_config(str(tmp_path), model_dir=str(model_dir),
+                        objective="mse")
+  training.check_model_dir(config)  # Writes flags.json.
+  (model_dir / "checkpoint").write_text("stale")
+  changed = _tiny_config(str(tmp_path), model_dir=str(model_dir),
+                         objective="soft_rank", train_steps=999)
+  with pytest.raises(ValueError, match="objective: 'mse' -> 'soft_rank'"):
+    training.check_model_dir(changed)
+  # Runtime settings (here train_steps) may change on their own.
+  training.check_model_dir(_tiny_config(str(tmp_path), model_dir=str(model_dir),
+                                        objective="mse", train_steps=999))
+  training.check_model_dir(changed, overwrite=True)
+  assert not (model_dir / "checkpoint").exists()
+  assert json.load(open(model_dir / "flags.json"))["objective"] == "soft_rank"
+
+
+def test_bad_flags_give_one_clear_line(tmp_path):
+  procs = {
+      "grid": _train_py(["--patching=time_frequency", "--num_patches=10",
+                         "--grid=3,4", f"--model_dir={tmp_path}/a"]),
+      "data": _train_py(["--objective=mse", "--perturbation_sigma=2",
+                         f"--data_dir={tmp_path}/missing",
+                         f"--model_dir={tmp_path}/b"]),
+  }
+  results = {k: p.communicate(timeout=120) + (p.returncode,)
+             for k, p in procs.items()}
+  for name, (_, err, rc) in results.items():
+    assert rc == 2, (name, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+  grid_err = results["grid"][1].strip().splitlines()
+  assert grid_err[-1].startswith("train.py: error: ")
+  assert "grid" in grid_err[-1] and "num_patches=10" in grid_err[-1]
+  data_err = results["data"][1].strip().splitlines()
+  assert "python -m data_prep.render" in data_err[-1]
+  assert any("--perturbation_sigma is ignored" in line for line in data_err)
