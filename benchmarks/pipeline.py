@@ -47,6 +47,9 @@ flags.DEFINE_integer("repeats", 3, "Alternating (a)/(b) measurements.")
 flags.DEFINE_integer("max_notes", 300, "Notes to render without --data_dir.")
 flags.DEFINE_string("patching", "frequency", "Patching scheme.")
 flags.DEFINE_integer("num_patches", 10, "Number of patches.")
+flags.DEFINE_integer("frontend_batch_size", 1,
+                     "Examples per frontend call in the pipeline "
+                     "(data.pretext_dataset); 0 for whole batches.")
 
 
 def _peak_rss_mb(who=resource.RUSAGE_SELF):
@@ -95,6 +98,7 @@ def main(argv):
       "repeats": FLAGS.repeats,
       "patching": FLAGS.patching,
       "num_patches": FLAGS.num_patches,
+      "frontend_batch_size": FLAGS.frontend_batch_size or FLAGS.batch_size,
       "cpu_count": os.cpu_count(),
       "tensorflow": tf.__version__,
   }
@@ -124,7 +128,8 @@ def main(argv):
     audio = tf.identity(audio)
     dataset = data.pretext_dataset(
         data_dir=data_dir, split=FLAGS.split, batch_size=FLAGS.batch_size,
-        patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0)
+        patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0,
+        frontend_batch_size=FLAGS.frontend_batch_size or None)
     iterator = iter(dataset)
     stft_rates, pipeline_rates = [], []
     for _ in range(FLAGS.repeats):
