@@ -9,12 +9,19 @@ Measures in one process, at the same batch size:
   (b) the whole pretext pipeline from TFRecords on disk
       (data.pretext_dataset: read, parse, STFT, patches, permutations,
       shuffled patches and targets), iterated as training would.
-(a) and (b) alternate `--repeats` times after a warm-up; the medians are
+For context it also times (a') the same STFT run per example in a tf.data map
+over the in-memory batch (how the pipeline runs it by default), reported as
+stft_per_example_tfdata_examples_per_s; the ratio is (b) / (a) as specified.
+(a), (b) and (a') alternate `--repeats` times after a warm-up; the medians are
 reported and ratio = pipeline / stft (goal on 2 cores: >= 0.8). Without
 --data_dir a dataset of --max_notes notes is rendered with
 data_prep.render.render_dataset into a temporary folder, and the render speed
 is reported (notes/s, all cores). Peak memory is the peak resident set size of
 this process (ru_maxrss), and of the render's worker processes separately.
+
+The figures depend on what else runs: (a) is one multi-threaded op per batch
+and loses more than the per-example pipeline when other processes compete for
+the cores, so the 1-minute load average is recorded with the results.
 
 Writes {"stft_examples_per_s", "pipeline_examples_per_s", "ratio",
 "render_notes_per_s", "peak_rss_mb", ...} to --json and prints them.
@@ -74,16 +81,26 @@ def _time_stft(audio, num_batches, warmup):
   return num_batches * int(audio.shape[0]) / elapsed
 
 
-def _time_pipeline(iterator, batch_size, num_batches, warmup):
+def _per_example_stft_iterator(audio):
+  """(a') for context: the STFT per example in a tf.data map, in memory."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
+  ds = tf.data.Dataset.from_tensor_slices(audio).repeat().map(
+      lambda w: spectrogram.log_magnitude_spectrogram(w[tf.newaxis])[0],
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  return iter(ds.batch(int(audio.shape[0])).prefetch(2))
+
+
+def _time_batches(iterator, batch_size, num_batches, warmup):
+  """Examples/s of `num_batches` batches drawn from a tf.data iterator."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for _ in range(warmup):
     next(iterator)
   start = time.perf_counter()
   for _ in range(num_batches):
-    patches, target = next(iterator)
-  patches.numpy()
-  target.numpy()
-  elapsed = time.perf_counter() - start
-  return num_batches * batch_size / elapsed
+    out = next(iterator)
+  tf.nest.map_structure(lambda t: t.numpy(), out)
+  return num_batches * batch_size / (time.perf_counter() - start)
 
 
 def main(argv):
@@ -91,6 +108,8 @@ def main(argv):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from audio_perm import data  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
+  rss_after_import_mb = _peak_rss_mb()
 
   results = {
       "batch_size": FLAGS.batch_size,
@@ -131,12 +150,16 @@ def main(argv):
         patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0,
         frontend_batch_size=FLAGS.frontend_batch_size or None)
     iterator = iter(dataset)
-    stft_rates, pipeline_rates = [], []
+    per_example_stft = _per_example_stft_iterator(audio)
+    stft_rates, pipeline_rates, per_example_rates = [], [], []
     for _ in range(FLAGS.repeats):
       stft_rates.append(_time_stft(audio, FLAGS.num_batches,
                                    FLAGS.warmup_batches))
-      pipeline_rates.append(_time_pipeline(
+      pipeline_rates.append(_time_batches(
           iterator, FLAGS.batch_size, FLAGS.num_batches,
+          FLAGS.warmup_batches))
+      per_example_rates.append(_time_batches(
+          per_example_stft, FLAGS.batch_size, FLAGS.num_batches,
           FLAGS.warmup_batches))
     stft_rate = statistics.median(stft_rates)
     pipeline_rate = statistics.median(pipeline_rates)
@@ -146,7 +169,10 @@ def main(argv):
         ratio=round(pipeline_rate / stft_rate, 3),
         stft_examples_per_s_all=[round(r, 1) for r in stft_rates],
         pipeline_examples_per_s_all=[round(r, 1) for r in pipeline_rates],
+        stft_per_example_tfdata_examples_per_s=round(
+            statistics.median(per_example_rates), 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
+        rss_after_imports_mb=round(rss_after_import_mb, 1),
         load_average_1min=round(os.getloadavg()[0], 2))
   finally:
     if tmp_dir is not None:
