@@ -19,10 +19,12 @@ Pipeline (`pretext_dataset`), everything on graph:
   a uniform permutation (or one of a fixed set), shuffled patches and the
   target -> batch(drop_remainder) -> prefetch.
 The frontend runs per example by default (`frontend_batch_size=1`): measured
-on 2 CPU cores, that was 2-3 times faster than running it on whole batches of
-32 (a [32, 398, 1024] frame tensor is 52 MB and every elementwise pass goes
-to memory; one example's 1.6 MB stays in cache, and two examples run at once
-on two cores). See benchmarks/pipeline.py.
+on 2 CPU cores, that was about 1.1-1.2 times faster than running it on whole
+batches of 32 on an otherwise idle machine, and 1.5-3 times faster when other
+processes competed for the cores (a [32, 398, 1024] frame tensor is 52 MB and
+every elementwise pass goes to memory, and one batched op needs all its
+threads at once; one example's 1.6 MB stays in cache, and two examples run
+side by side). See benchmarks/pipeline.py.
 
 Rules for imperfect data (each is tested):
   * Audio length: the first 64000 samples are kept and shorter audio is
@@ -475,8 +477,8 @@ def pretext_dataset(data_dir=None,
     num_parallel_reads: files read at once.
     frontend_batch_size: examples per call of the frontend (STFT, patches,
       permutations) before the final batch; 1 (default) runs it per example,
-      which keeps its buffers in cache and was 2-3x faster on CPU than whole
-      batches; None runs it on whole batches.
+      which keeps its buffers in cache and was faster on CPU than whole
+      batches (module docstring); None runs it on whole batches.
     prefetch: batches prefetched.
 
   Returns:
