@@ -15,9 +15,9 @@ Fixed sets (the classification baseline, Noroozi & Favaro 2016):
 `hamming_permutation_set` picks K permutations greedily, each new one
 maximising its minimum Hamming distance (number of positions that differ) to
 those already chosen. The candidates are all n! permutations when
-n! <= MAX_EXHAUSTIVE_CANDIDATES (n <= 8), otherwise a pool of
-`num_candidates` (default 100,000) distinct permutations drawn uniformly at
-random for the seed, so that K=1000 at n=10 takes a few seconds instead of
+n! <= max(MAX_EXHAUSTIVE_CANDIDATES, num_candidates) (n <= 8 with the
+defaults), otherwise a pool of `num_candidates` (default 100,000) distinct
+permutations drawn uniformly at random for the seed, so that K=1000 at n=10 takes a few seconds instead of
 scanning 3.6 million candidates per pick. The first permutation is the first
 candidate of a seeded shuffle of the pool; ties go to the earliest candidate
 of that shuffled pool, so the set is deterministic for a seed.
