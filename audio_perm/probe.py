@@ -176,7 +176,9 @@ class ProbeConfig:
     probe: "mlp" (3 dense layers: two hidden ReLU layers and the output, as in
       the paper) or "linear" (the output layer alone).
     hidden_units: width of the MLP's hidden layers.
-    learning_rate: Adam learning rate.
+    learning_rate: Adam learning rate; None: 1e-3 for "mlp", 1e-2 for
+      "linear" (a linear model on a few hundred examples takes few steps per
+      epoch and converges too slowly at 1e-3).
     batch_size: minibatch size.
     max_epochs: upper bound on epochs.
     patience: stop after this many epochs without a lower held-out loss; the
@@ -192,13 +194,19 @@ class ProbeConfig:
   """
   probe: str = "mlp"
   hidden_units: int = 512
-  learning_rate: float = 1e-3
+  learning_rate: Optional[float] = None
   batch_size: int = 64
   max_epochs: int = 300
   patience: int = 20
   holdout_fraction: float = 0.2
   weight_decay: float = 1e-4
   variance_floor: float = 1.0
+
+  @property
+  def effective_learning_rate(self):
+    if self.learning_rate is not None:
+      return self.learning_rate
+    return 1e-3 if self.probe == "mlp" else 1e-2
 
   def validate(self):
     if self.probe not in PROBES:
@@ -208,7 +216,7 @@ class ProbeConfig:
       if getattr(self, name) < 1:
         raise ValueError(
             f"Probe {name}={getattr(self, name)} must be a positive integer.")
-    if not self.learning_rate > 0:
+    if self.learning_rate is not None and not self.learning_rate > 0:
       raise ValueError(
           f"Probe learning_rate={self.learning_rate} must be positive.")
     if not 0.0 < self.holdout_fraction < 1.0:
@@ -310,7 +318,7 @@ def _train(model, loss_fn, x_fit, y_fit, x_val, y_val, config, seed):
   Returns:
     (epochs_trained, best_epoch); the model holds the best epoch's weights.
   """
-  optimizer = keras.optimizers.Adam(config.learning_rate)
+  optimizer = keras.optimizers.Adam(config.effective_learning_rate)
   optimizer.build(model.trainable_variables)
   x_fit = tf.constant(x_fit)
   y_fit = tf.constant(y_fit)
