@@ -17,7 +17,10 @@ reported and ratio = pipeline / stft (goal on 2 cores: >= 0.8). Without
 --data_dir a dataset of --max_notes notes is rendered with
 data_prep.render.render_dataset into a temporary folder, and the render speed
 is reported (notes/s, all cores). Peak memory is the peak resident set size of
-this process (ru_maxrss), and of the render's worker processes separately.
+this process (ru_maxrss; TensorFlow and TFDS imports alone take ~630 MB, and
+the render may run in this process), also read after the pipeline's warm-up
+before anything else runs (pipeline_only_peak_rss_mb), and that of the
+render's worker processes separately.
 
 The figures depend on what else runs: (a) is one multi-threaded op per batch
 and loses more than the per-example pipeline when other processes compete for
@@ -150,6 +153,9 @@ def main(argv):
         patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0,
         frontend_batch_size=FLAGS.frontend_batch_size or None)
     iterator = iter(dataset)
+    # Peak memory of the pipeline alone, before (a) and (a') allocate theirs.
+    _time_batches(iterator, FLAGS.batch_size, 2 * FLAGS.warmup_batches, 0)
+    pipeline_peak_rss_mb = _peak_rss_mb()
     per_example_stft = _per_example_stft_iterator(audio)
     stft_rates, pipeline_rates, per_example_rates = [], [], []
     for _ in range(FLAGS.repeats):
@@ -173,6 +179,7 @@ def main(argv):
             statistics.median(per_example_rates), 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
         rss_after_imports_mb=round(rss_after_import_mb, 1),
+        pipeline_only_peak_rss_mb=round(pipeline_peak_rss_mb, 1),
         load_average_1min=round(os.getloadavg()[0], 2))
   finally:
     if tmp_dir is not None:
