@@ -13,11 +13,11 @@ Inputs (exactly one of):
 Pipeline (`pretext_dataset`), everything on graph:
   files -> [shard by files] -> [shuffle files] -> parallel interleave of
   TFRecordDataset (record, file name) -> [shard by examples] -> [shuffle
-  records] -> parallel parse of "audio" (fixed to 64000 samples) -> drop
-  non-finite audio -> repeat -> parallel map, per example: log spectrogram,
-  optional random crop in time, patches in natural order (patches.frontend),
-  a uniform permutation (or one of a fixed set), shuffled patches and the
-  target -> batch(drop_remainder) -> prefetch.
+  records] -> one parallel map per example: parse "audio" (fixed to 64000
+  samples), log spectrogram, optional random crop in time, patches in
+  natural order (patches.frontend), a uniform permutation (or one of a fixed
+  set), shuffled patches and the target -> drop examples with non-finite
+  audio -> repeat -> batch(drop_remainder) -> prefetch.
 The frontend runs per example by default (`frontend_batch_size=1`): measured
 on 2 CPU cores, that was about 1.1-1.2 times faster than running it on whole
 batches of 32 on an otherwise idle machine, and 1.5-3 times faster when other
@@ -515,25 +515,14 @@ def pretext_dataset(data_dir=None,
   per_replica_batch = (input_context.get_per_replica_batch_size(batch_size)
                        if input_context is not None else int(batch_size))
 
-  ds = ds.map(lambda r, p: _parse_audio(r, p, num_samples),
-              num_parallel_calls=tf.data.AUTOTUNE,
-              deterministic=deterministic)
-  ds = ds.filter(_is_finite)
-  if repeat:
-    ds = ds.repeat()
   chunk = (per_replica_batch if frontend_batch_size is None else
            max(1, min(int(frontend_batch_size), per_replica_batch)))
-  if chunk > 1:
-    ds = ds.batch(chunk, drop_remainder=chunk == per_replica_batch,
-                  num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=deterministic)  # [C, S]
-  else:
-    ds = ds.map(lambda audio: audio[tf.newaxis])  # [1, S]
-  # One stateless seed per chunk, drawn from a seeded stream.
+  # Stateless seeds (shape [2]) for the crops and permutations, one per
+  # example (chunk == 1) or per chunk, from a seeded stream that differs
+  # from epoch to epoch.
   seeds = tf.data.Dataset.random(
-      seed=_pipeline_seed(seed, pipeline_id, 3)).batch(2)
-  ds = tf.data.Dataset.zip((ds, seeds))
-
+      seed=_pipeline_seed(seed, pipeline_id, 3),
+      rerandomize_each_iteration=True).batch(2)
   frames = spectrogram_lib.num_frames(num_samples)
   perm_table = tf.constant(perm_set) if perm_set is not None else None
 
@@ -561,20 +550,44 @@ def pretext_dataset(data_dir=None,
     return perm_lib.shuffle_patches(patches, perm), label
 
   if chunk == 1:
-    ds = ds.map(lambda a, s: tf.nest.map_structure(lambda t: t[0],
-                                                   make_examples(a, s)),
-                num_parallel_calls=tf.data.AUTOTUNE,
+    # One map does parse + frontend per example (fewer stages, measured
+    # ~10% faster than separate maps); non-finite examples are computed and
+    # then dropped, which only costs anything when they exist.
+    def parse_and_make(record_and_path, example_seed):
+      record, path = record_and_path
+      audio = _parse_audio(record, path, num_samples)  # [S]
+      patches, label = make_examples(audio[tf.newaxis], example_seed)
+      return patches[0], label[0], _is_finite(audio)
+
+    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(parse_and_make, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic)
+    ds = ds.filter(lambda patches, label, finite: finite)
+    ds = ds.map(lambda patches, label, finite: (patches, label))
+    # Repeat after the filter: an epoch with nothing left ends the dataset
+    # instead of looping forever.
+    if repeat:
+      ds = ds.repeat()
     ds = ds.batch(per_replica_batch, drop_remainder=True,
                   num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
   else:
+    ds = ds.map(lambda r, p: _parse_audio(r, p, num_samples),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=deterministic)
+    ds = ds.filter(_is_finite)
+    if repeat:
+      ds = ds.repeat()
+    ds = ds.batch(chunk, drop_remainder=chunk == per_replica_batch,
+                  num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic)  # [C, S]
+    ds = tf.data.Dataset.zip((ds, seeds))
     ds = ds.map(make_examples, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic)
-  if 1 < chunk < per_replica_batch:
-    ds = ds.unbatch().batch(per_replica_batch, drop_remainder=True,
-                            num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=deterministic)
+    if chunk < per_replica_batch:
+      ds = ds.unbatch().batch(per_replica_batch, drop_remainder=True,
+                              num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=deterministic)
   ds = ds.prefetch(prefetch)
   return ds.with_options(_options(deterministic))
 

@@ -170,7 +170,9 @@ def test_random_crop_is_a_window_of_the_full_spectrogram(magenta_files):
   waves = data.waveform_dataset(file_pattern=magenta_files, split=None,
                                 batch_size=64, num_samples=SHORT)
   audio = np.concatenate([b["audio"].numpy() for b in waves])
-  full = spectrogram.log_magnitude_spectrogram(audio).numpy()  # [12, 23, 513]
+  full = np.concatenate([  # [12, 23, 513], per example as the pipeline does.
+      spectrogram.log_magnitude_spectrogram(audio[i:i + 1]).numpy()
+      for i in range(len(audio))])
   offsets = []
   for b in range(12):
     match = [o for o in range(23 - 10 + 1)
