@@ -205,6 +205,14 @@ def test_repeat_and_static_shapes(magenta_files):
   assert spec[1].shape.as_list() == [5, 3] and spec[1].dtype == tf.int32
   # 12 examples, batch 5, repeated: more batches than one epoch holds.
   assert len(list(ds.take(5))) == 5
+  # A new epoch draws new permutations for the same examples.
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                            num_patches=4, shuffle=False, deterministic=True,
+                            num_samples=SHORT, seed=0)
+  (x0, r0), _, _, (x3, r3) = [(x.numpy(), r.numpy()) for x, r in ds.take(4)]
+  np.testing.assert_array_equal(permutations.unshuffle_patches(x0, r0),
+                                permutations.unshuffle_patches(x3, r3))
+  assert not np.array_equal(r0, r3)
 
 
 def test_pipeline_graph_has_no_python_functions(magenta_files):
