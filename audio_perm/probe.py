@@ -22,6 +22,7 @@ predicted by a classifier trained on that subset; they still count, as errors,
 so that accuracies are comparable across encoders and subsets.
 """
 
+import collections
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
@@ -232,16 +233,23 @@ class ProbeConfig:
 
 
 class FittedProbe:
-  """A trained probe with its input standardisation.
+  """A trained probe: its standardisation and its dense layers' weights.
 
   `predict(features [N, D])` returns [N] original label ids (classification)
-  or float predictions in the target's units (regression).
+  or float predictions in the target's units (regression). The forward pass
+  (ReLU hidden layers, linear output) is evaluated in numpy.
+
+  Attributes:
+    weights: [kernel_1, bias_1, ..., kernel_L, bias_L] of the dense layers.
+    classes: [num_classes] original ids of the output units (classification).
+    epochs_trained, best_epoch: where training stopped and which epoch's
+      weights were kept.
   """
 
-  def __init__(self, model, task_type, feature_mean, feature_scale,
+  def __init__(self, weights, task_type, feature_mean, feature_scale,
                classes=None, target_mean=0.0, target_scale=1.0,
                epochs_trained=0, best_epoch=0):
-    self.model = model
+    self.weights = [np.asarray(w, np.float32) for w in weights]
     self.task_type = task_type
     self.feature_mean = feature_mean
     self.feature_scale = feature_scale
@@ -251,19 +259,23 @@ class FittedProbe:
     self.epochs_trained = epochs_trained
     self.best_epoch = best_epoch
 
-  def predict(self, features, batch_size=4096):
+  def outputs(self, features):
+    """Logits [N, num_classes] or standardised predictions [N, 1]."""
     features = np.asarray(features, np.float32)
     if features.ndim != 2 or features.shape[1] != self.feature_mean.shape[0]:
       raise ValueError(
           f"predict expects features [N, {self.feature_mean.shape[0]}], got "
           f"{features.shape}.")
-    outputs = []
-    for start in range(0, features.shape[0], batch_size):
-      chunk = (features[start:start + batch_size] - self.feature_mean)
-      chunk = chunk / self.feature_scale
-      outputs.append(self.model(chunk, training=False).numpy())
-    outputs = np.concatenate(outputs, axis=0) if outputs else np.zeros(
-        (0, self.model.output_shape[-1]), np.float32)
+    x = (features - self.feature_mean) / self.feature_scale
+    num_layers = len(self.weights) // 2
+    for layer in range(num_layers):
+      x = x @ self.weights[2 * layer] + self.weights[2 * layer + 1]
+      if layer < num_layers - 1:
+        x = np.maximum(x, 0.0)
+    return x
+
+  def predict(self, features):
+    outputs = self.outputs(features)
     if self.task_type == "classification":
       return self.classes[np.argmax(outputs, axis=-1)]
     return outputs[:, 0].astype(np.float64) * self.target_scale + (
@@ -291,59 +303,106 @@ def standardization(features, variance_floor=1.0):
   return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def _build_model(input_dim, output_dim, config, seed):
+def _build_model(input_dim, output_dim, config):
   regularizer = (keras.regularizers.L2(config.weight_decay)
                  if config.weight_decay else None)
   layers = [keras.Input((input_dim,))]
   num_hidden = 2 if config.probe == "mlp" else 0
-  for layer_index in range(num_hidden):
-    layers.append(keras.layers.Dense(
-        config.hidden_units, activation="relu",
-        kernel_initializer=keras.initializers.GlorotUniform(
-            seed=seed + layer_index),
-        kernel_regularizer=regularizer))
-  layers.append(keras.layers.Dense(
-      output_dim,
-      kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 100),
-      kernel_regularizer=regularizer))
+  for _ in range(num_hidden):
+    layers.append(keras.layers.Dense(config.hidden_units, activation="relu",
+                                     kernel_regularizer=regularizer))
+  layers.append(keras.layers.Dense(output_dim, kernel_regularizer=regularizer))
   return keras.Sequential(layers)
 
 
-def _train(model, loss_fn, x_fit, y_fit, x_val, y_val, config, seed):
+class _Trainer:
+  """A probe model, its optimizer and its compiled epoch, reused across fits.
+
+  Tracing the epoch function costs more than training a small probe, so one
+  trainer is kept per (shape, task type, probe settings) and re-initialised
+  for every fit (`reset`): its weights from the fit's seed, the optimizer's
+  moments and step count to zero. A fit with a given seed thus starts from the
+  same state whether the trainer is new or reused.
+  """
+
+  def __init__(self, input_dim, output_dim, task_type, config):
+    self.model = _build_model(input_dim, output_dim, config)
+    self.dense_layers = [layer for layer in self.model.layers
+                         if isinstance(layer, keras.layers.Dense)]
+    if task_type == "classification":
+      self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
+          from_logits=True)
+      target_spec = tf.TensorSpec([None], tf.int32)
+    else:
+      self.loss_fn = keras.losses.MeanSquaredError()
+      target_spec = tf.TensorSpec([None, 1], tf.float32)
+    self.optimizer = keras.optimizers.Adam(config.effective_learning_rate)
+    self.optimizer.build(self.model.trainable_variables)
+    self.batch_size = config.batch_size
+    feature_spec = tf.TensorSpec([None, input_dim], tf.float32)
+    self.run_epoch = tf.function(
+        self._run_epoch,
+        input_signature=[feature_spec, target_spec, feature_spec, target_spec,
+                         tf.TensorSpec([None], tf.int32)])
+
+  def reset(self, seed):
+    for index, layer in enumerate(self.dense_layers):
+      is_output = index == len(self.dense_layers) - 1
+      initializer = keras.initializers.GlorotUniform(
+          seed=seed + (100 if is_output else index))
+      layer.kernel.assign(initializer(layer.kernel.shape))
+      layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
+    for variable in self.optimizer.variables:
+      if not variable.path.endswith("learning_rate"):
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+
+  def _run_epoch(self, x_fit, y_fit, x_val, y_val, order):
+    model, batch_size = self.model, self.batch_size
+    num_batches = (tf.shape(order)[0] + batch_size - 1) // batch_size
+    for batch in tf.range(num_batches):
+      index = order[batch * batch_size:(batch + 1) * batch_size]
+      with tf.GradientTape() as tape:
+        loss = self.loss_fn(tf.gather(y_fit, index),
+                            model(tf.gather(x_fit, index), training=True))
+        if model.losses:
+          loss += tf.add_n(model.losses)
+      gradients = tape.gradient(loss, model.trainable_variables)
+      self.optimizer.apply_gradients(
+          zip(gradients, model.trainable_variables))
+    return self.loss_fn(y_val, model(x_val, training=False))
+
+
+_TRAINERS = collections.OrderedDict()
+_MAX_TRAINERS = 16
+
+
+def _trainer(input_dim, output_dim, task_type, config):
+  key = (input_dim, output_dim, task_type, config.probe, config.hidden_units,
+         config.effective_learning_rate, config.batch_size,
+         config.weight_decay)
+  if key in _TRAINERS:
+    _TRAINERS.move_to_end(key)
+  else:
+    _TRAINERS[key] = _Trainer(input_dim, output_dim, task_type, config)
+    while len(_TRAINERS) > _MAX_TRAINERS:
+      _TRAINERS.popitem(last=False)
+  return _TRAINERS[key]
+
+
+def _train(trainer, x_fit, y_fit, x_val, y_val, config, seed):
   """Minibatch Adam with early stopping on the held-out loss.
 
   One epoch (every minibatch of a shuffled pass) is a single tf.function call,
   which keeps the per-epoch overhead to a few milliseconds.
 
   Returns:
-    (epochs_trained, best_epoch); the model holds the best epoch's weights.
+    (weights of the best epoch (list of numpy arrays), epochs_trained,
+    best_epoch).
   """
-  optimizer = keras.optimizers.Adam(config.effective_learning_rate)
-  optimizer.build(model.trainable_variables)
-  x_fit = tf.constant(x_fit)
-  y_fit = tf.constant(y_fit)
-  x_val = tf.constant(x_val)
-  y_val = tf.constant(y_val)
-  batch_size = config.batch_size
-
-  def total_loss(targets, outputs):
-    loss = loss_fn(targets, outputs)
-    if model.losses:
-      loss += tf.add_n(model.losses)
-    return loss
-
-  @tf.function
-  def run_epoch(order):
-    num_batches = (tf.shape(order)[0] + batch_size - 1) // batch_size
-    for batch in tf.range(num_batches):
-      index = order[batch * batch_size:(batch + 1) * batch_size]
-      with tf.GradientTape() as tape:
-        loss = total_loss(tf.gather(y_fit, index),
-                          model(tf.gather(x_fit, index), training=True))
-      gradients = tape.gradient(loss, model.trainable_variables)
-      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss_fn(y_val, model(x_val, training=False))
-
+  trainer.reset(seed)
+  model = trainer.model
+  x_fit, y_fit = tf.constant(x_fit), tf.constant(y_fit)
+  x_val, y_val = tf.constant(x_val), tf.constant(y_val)
   rng = np.random.default_rng(seed)
   num_fit = int(x_fit.shape[0])
   best_loss = np.inf
@@ -352,14 +411,13 @@ def _train(model, loss_fn, x_fit, y_fit, x_val, y_val, config, seed):
   epoch = 0
   for epoch in range(1, config.max_epochs + 1):
     order = tf.constant(rng.permutation(num_fit), tf.int32)
-    val_loss = float(run_epoch(order))
+    val_loss = float(trainer.run_epoch(x_fit, y_fit, x_val, y_val, order))
     if val_loss < best_loss:
       best_loss, best_epoch = val_loss, epoch
       best_weights = model.get_weights()
     elif epoch - best_epoch >= config.patience:
       break
-  model.set_weights(best_weights)
-  return epoch, best_epoch
+  return best_weights, epoch, best_epoch
 
 
 def fit_probe(features, labels, task_type, seed=0,
@@ -408,21 +466,19 @@ def fit_probe(features, labels, task_type, seed=0,
     dense, _, classes = remap_labels(labels)
     targets = dense.astype(np.int32)
     output_dim = len(classes)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   else:
     values = labels.astype(np.float64)
     target_mean = float(values[fit_index].mean())
     target_scale = float(values[fit_index].std()) or 1.0
     targets = ((values - target_mean) / target_scale).astype(np.float32)[:, None]
     output_dim = 1
-    loss_fn = keras.losses.MeanSquaredError()
 
-  model = _build_model(features.shape[1], output_dim, config, seed)
-  epochs_trained, best_epoch = _train(
-      model, loss_fn, standardised[fit_index], targets[fit_index],
+  trainer = _trainer(features.shape[1], output_dim, task_type, config)
+  weights, epochs_trained, best_epoch = _train(
+      trainer, standardised[fit_index], targets[fit_index],
       standardised[val_index], targets[val_index], config, seed)
-  return FittedProbe(model, task_type, feature_mean.astype(np.float32),
-                     feature_scale, classes=classes, target_mean=target_mean,
+  return FittedProbe(weights, task_type, feature_mean, feature_scale,
+                     classes=classes, target_mean=target_mean,
                      target_scale=target_scale, epochs_trained=epochs_trained,
                      best_epoch=best_epoch)
 

@@ -190,9 +190,16 @@ def test_unseen_test_classes_count_as_errors():
 def test_fit_is_deterministic_for_a_seed_and_stops_early():
   rng = np.random.default_rng(3)
   features, labels = _planted_classes(120, 4, 8, rng, np.arange(4))
+  probe._TRAINERS.clear()  # pylint: disable=protected-access
   a = probe.fit_probe(features, labels, "classification", seed=5, config=SMALL)
+  # The compiled trainer is reused and re-initialised for every fit: another
+  # seed in between must not leak into the next fit with seed 5.
+  other = probe.fit_probe(features, labels, "classification", seed=6,
+                          config=SMALL)
   b = probe.fit_probe(features, labels, "classification", seed=5, config=SMALL)
-  np.testing.assert_array_equal(a.predict(features), b.predict(features))
+  assert len(probe._TRAINERS) == 1  # pylint: disable=protected-access
+  np.testing.assert_array_equal(a.outputs(features), b.outputs(features))
+  assert not np.array_equal(a.outputs(features), other.outputs(features))
   assert a.epochs_trained == b.epochs_trained
   assert a.best_epoch <= a.epochs_trained <= SMALL.max_epochs
   # Early stopping: training ends `patience` epochs after the best one.
