@@ -122,6 +122,10 @@ def _fail(message):
 
 
 def main(argv):
+  if not FLAGS["verbosity"].present:
+    # TensorFlow's INFO lines (saver sharding, signature renames) would bury
+    # the progress bar; --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags are --name=value.")
   try:

@@ -63,7 +63,7 @@ class EncoderConfig:
   patching: str = "frequency"
   num_patches: int = 10
   grid: Optional[Tuple[int, int]] = None
-  width: float = 0.25
+  width: float = 0.125  # train.py's default
   embedding_dim: int = 256
   normalization: str = "example"
   crop_frames: Optional[int] = None

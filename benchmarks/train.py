@@ -1,0 +1,207 @@
+r"""Training speed of the default configuration.
+
+  python benchmarks/train.py [--json=PATH] [--data_dir=DIR] [--steps=N]
+
+Measures, for train.py's default configuration (override the model with
+--width, --batch_size, --objective, ...):
+  * examples/s and step time with the real input pipeline;
+  * step time with cached data (the first batches of the same pipeline,
+    `.take(k).cache().repeat()`): real / cached should be <= 1.1, i.e. the
+    input pipeline keeps up with the model;
+  * step time with jit_compile (XLA) on vs off (cached data);
+  * the ranking op's share of the step (goal < 5%): the step with the
+    objective's ranking (perturbed_fy, soft_rank) against the same step with
+    the ranking replaced by the identity (the "mse" objective: same model, the
+    scores compared with the ranks directly), and the ranking loss alone
+    (forward + backward on [batch, n] scores) timed in isolation.
+Times are medians over --steps single-step calls after --warmup steps (the
+first call also traces), the variants' steps interleaved round-robin so that
+the load of other processes on shared cores hits them alike. Everything runs on this process's devices (CPU here).
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf
+
+from audio_perm import objectives
+from audio_perm import training
+
+_D = training.TrainConfig()
+flags.DEFINE_string("json", None, "Write the results here as JSON.")
+flags.DEFINE_string("data_dir", None,
+                    "Folder dataset (default: the embedded default dataset).")
+flags.DEFINE_integer("steps", 10, "Timed steps per measurement.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, buffers).")
+flags.DEFINE_integer("cached_batches", 4, "Batches kept by the cached input.")
+flags.DEFINE_float("width", _D.width, "Backbone width.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size.")
+flags.DEFINE_integer("num_patches", _D.num_patches, "Patches.")
+flags.DEFINE_string("patching", _D.patching, "Patching scheme.")
+flags.DEFINE_string("objective", _D.objective, "Objective of the main runs.")
+flags.DEFINE_integer("ranking_repeats", 50, "Calls of the isolated loss.")
+FLAGS = flags.FLAGS
+
+
+def _config(**overrides):
+  values = dict(data_dir=FLAGS.data_dir, width=FLAGS.width,
+                batch_size=FLAGS.batch_size, num_patches=FLAGS.num_patches,
+                patching=FLAGS.patching, objective=FLAGS.objective,
+                verbose=False)
+  values.update(overrides)
+  return training.TrainConfig(**values)
+
+
+class StepTimer:
+  """A fresh Trainer on real or cached input, warmed up, timed step by step."""
+
+  def __init__(self, config, cached):
+    trainer = training.Trainer(config)
+    dataset_fn = training.make_dataset_fn(config,
+                                          trainer.objective.permutation_set)
+    if cached:
+      real_fn = dataset_fn
+
+      def dataset_fn(ctx):  # pylint: disable=function-redefined
+        return real_fn(ctx).take(FLAGS.cached_batches).cache().repeat()
+
+    self.iterator = trainer.distributed_iterator(dataset_fn)
+    self.train_fn = trainer.train_function()
+    self.one = tf.constant(1)
+    for _ in range(max(FLAGS.warmup, FLAGS.cached_batches if cached else 0)):
+      self.train_fn(self.iterator, self.one)
+    self.times = []
+
+  def step(self):
+    start = time.perf_counter()
+    loss, _ = self.train_fn(self.iterator, self.one)
+    float(loss)  # Waits for the step.
+    self.times.append(time.perf_counter() - start)
+
+  @property
+  def median(self):
+    return statistics.median(self.times)
+
+
+def time_variants(variants):
+  """{name: median s/step}, the variants' steps interleaved round-robin.
+
+  Interleaving makes a change of machine load (other processes on shared
+  cores) hit every variant alike instead of whichever ran at that time.
+  """
+  timers = {name: StepTimer(config, cached)
+            for name, (config, cached) in variants.items()}
+  for _ in range(FLAGS.steps):
+    for timer in timers.values():
+      timer.step()
+  return {name: timer.median for name, timer in timers.items()}
+
+
+def time_loss_alone(config):
+  """Median seconds of the objective's loss forward + backward on scores."""
+  objective = objectives.make_objective(
+      config.objective, config.num_patches,
+      perturbation_samples=config.perturbation_samples,
+      perturbation_sigma=config.perturbation_sigma,
+      regularization=config.regularization,
+      regularization_strength=config.regularization_strength,
+      num_permutations=config.num_permutations)
+  scores = tf.random.normal([config.batch_size, objective.head_size])
+  if config.objective == "classification":
+    target = tf.zeros([config.batch_size], tf.int32)
+  else:
+    target = tf.argsort(tf.random.normal([config.batch_size,
+                                          config.num_patches]))
+  seed = tf.constant([1, 2], tf.int64)
+
+  @tf.function
+  def loss_and_grad(scores):
+    with tf.GradientTape() as tape:
+      tape.watch(scores)
+      loss = tf.reduce_sum(objective.loss(scores, target, seed=seed))
+    return tape.gradient(loss, scores)
+
+  loss_and_grad(scores).numpy()
+  times = []
+  for _ in range(FLAGS.ranking_repeats):
+    start = time.perf_counter()
+    loss_and_grad(scores).numpy()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main(argv):
+  del argv
+  if FLAGS.data_dir is None:
+    from data_prep import render
+    FLAGS.data_dir = render.ensure_default_dataset()
+  base = _config()
+  base.validate()
+  results = {
+      "device": "CPU" if not tf.config.list_physical_devices("GPU") else "GPU",
+      "cpu_count": os.cpu_count(),
+      "load_average_1min": os.getloadavg()[0],
+      "platform": platform.platform(),
+      "tensorflow": tf.__version__,
+      "config": {k: getattr(base, k) for k in (
+          "patching", "num_patches", "objective", "batch_size", "width",
+          "embedding_dim", "perturbation_samples")},
+      "steps_timed": FLAGS.steps,
+  }
+
+  def report(name, seconds):
+    results[name] = seconds
+    print(f"{name:40s} {seconds * 1000:9.1f} ms/step "
+          f"({base.batch_size / seconds:7.1f} examples/s)", flush=True)
+
+  variants = {
+      "real_data": (base, False),
+      "cached_data": (base, True),
+      "jit_compile": (_config(jit_compile=True), True),
+      "identity_ranking(mse)": (_config(objective="mse"), True),
+  }
+  for name in ("perturbed_fy", "soft_rank"):
+    if name != base.objective:
+      variants[name] = (_config(objective=name), True)
+  medians = time_variants(variants)
+  for name, seconds in medians.items():
+    report(f"{name}_step_s", seconds)
+  results["examples_per_second"] = base.batch_size / medians["real_data"]
+  results["real_over_cached"] = medians["real_data"] / medians["cached_data"]
+  results["jit_speedup"] = medians["cached_data"] / medians["jit_compile"]
+  identity = medians["identity_ranking(mse)"]
+  shares = {}
+  for name in ("perturbed_fy", "soft_rank"):
+    step = medians["cached_data" if name == base.objective else name]
+    alone = time_loss_alone(_config(objective=name))
+    shares[name] = {
+        "step_s": step,
+        "loss_alone_s": alone,
+        "share_by_difference": (step - identity) / step,
+        "share_by_isolated_loss": alone / step,
+    }
+    print(f"{name:14s} step {step * 1000:8.1f} ms, loss alone "
+          f"{alone * 1000:7.2f} ms: share {100 * alone / step:5.2f}% "
+          f"(difference with identity {100 * (step - identity) / step:+.1f}%)",
+          flush=True)
+  results["ranking_share"] = shares
+  print(f"real / cached = {results['real_over_cached']:.3f} (goal <= 1.1); "
+        f"jit speed-up = {results['jit_speedup']:.2f}x; "
+        f"{results['examples_per_second']:.1f} examples/s")
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(results, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+  app.run(main)
