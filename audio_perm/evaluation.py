@@ -174,6 +174,9 @@ class EvalConfig:
       raise EvaluationError(f"--tasks lists a task twice: {self.tasks}.")
     if not self.num_labeled:
       raise EvaluationError("--num_labeled is empty; pass e.g. 1000.")
+    if len(set(self.num_labeled)) != len(self.num_labeled):
+      raise EvaluationError(
+          f"--num_labeled lists a regime twice: {list(self.num_labeled)}.")
     for num in self.num_labeled:
       if int(num) < 2:
         raise EvaluationError(
@@ -586,6 +589,11 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
       raise EvaluationError(
           f"Encoder {encoder.name!r} returned embeddings of shape "
           f"{values.shape[1:]} per batch; expected [batch, dim].")
+    bad = int(np.sum(~np.all(np.isfinite(values), axis=1)))
+    if bad:
+      raise EvaluationError(
+          f"Encoder {encoder.name!r} returned NaN or infinite embeddings for "
+          f"{bad} of {len(values)} notes of split {split!r}.")
     embeddings[encoder.name] = values
   audio = np.concatenate(audio_chunks) if keep_audio and audio_chunks else None
   stats = {"num_examples": int(len(seen)), "seconds": seconds,

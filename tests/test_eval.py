@@ -242,6 +242,22 @@ class _Embedder(tf.Module):
     return {"logits": tf.reduce_mean(waveform, axis=-1, keepdims=True)}
 
 
+class _NanEmbedder(tf.Module):
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  def serve(self, waveform):
+    return {"embedding": waveform[:, :3] * float("nan")}
+
+
+def test_encoder_returning_nan(planted_dir, tmp_path):
+  module = _NanEmbedder()
+  path = str(tmp_path / "nan")
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+  with pytest.raises(evaluation.EvaluationError,
+                     match=r"NaN or infinite embeddings for (\d+) of \1 "):
+    evaluation.evaluate(_config(planted_dir, encoders=(path,)))
+
+
 def test_missing_encoder_path(planted_dir, tmp_path):
   with pytest.raises(evaluation.EvaluationError,
                      match="neither a directory nor one of random"):
