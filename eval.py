@@ -5,7 +5,7 @@ MLP on a few labelled notes of the train split, score it on the test split
 (instrument family and instrument by accuracy; pitch by MSE as regression and
 by accuracy as classification); mean and std over seeds.
 
-  python eval.py --encoder=/tmp/audio_perm/encoder,random,handcrafted \
+  python eval.py --encoder=runs/default/encoder,random,handcrafted \
       --dataset_dir=DIR --num_labeled=100,1000 --seeds=3 \
       --output=/tmp/eval.json --report_dir=/tmp/eval_report
 
@@ -79,8 +79,9 @@ _ENCODER_SEED = flags.DEFINE_integer(
 _SUPERVISED_STEPS = flags.DEFINE_integer(
     "supervised_steps", 300,
     "Training steps of each supervised (no pretraining) model: one per task "
-    "head, regime and seed (slow on CPU: about 1 s per step at batch 32 and "
-    "the default width on 2 cores). Its labelled notes' audio is held in "
+    "head, regime and seed, so 4 x regimes x seeds models. Slow on CPU: "
+    "about 4 s per step at batch 32 and width 0.25 on 2 busy cores, i.e. "
+    "~20 min per model at 300 steps. The labelled notes' audio is held in "
     "memory (256 KB per note).")
 _SUPERVISED_BATCH_SIZE = flags.DEFINE_integer(
     "supervised_batch_size", 32, "Batch size of the supervised baseline.")

@@ -248,8 +248,19 @@ def open_dataset(dataset="nsynth/full", data_dir=None, dataset_dir=None):
     raise EvaluationError(
         f"--dataset={dataset!r} is not prepared in {where} (nothing is "
         "downloaded here); prepare it there with tfds, or "
-        + HOW_TO_PREPARE + ".")
+        + HOW_TO_PREPARE + _default_dataset_hint() + ".")
   return builder
+
+
+def _default_dataset_hint():
+  try:
+    from data_prep import render  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ""
+  where = render.DEFAULT_DATA_DIR
+  if os.path.exists(os.path.join(where, "dataset_info.json")):
+    return f" (train.py's default dataset is ready: --dataset_dir={where})"
+  return ""
 
 
 def dataset_description(builder):
