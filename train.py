@@ -91,7 +91,8 @@ flags.DEFINE_bool("jit_compile", _D.jit_compile,
                   "XLA-compile the forward/backward pass.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of weights, data and noise.")
 flags.DEFINE_bool("export_only", False,
-                  "Only export the encoder from the latest checkpoint.")
+                  "Only export the encoder from the latest checkpoint of "
+                  "model_dir (its flags.json gives the architecture).")
 flags.DEFINE_bool("overwrite", False,
                   "Delete a run with different flags found in model_dir.")
 flags.DEFINE_bool("verbose", _D.verbose, "Show the progress bar.")
@@ -132,10 +133,10 @@ def main(argv):
     config = config_from_flags()
     explicitly_set = {name for name in _CONFIG_FLAGS if FLAGS[name].present}
     for message in config.ignored_settings(explicitly_set):
-      logging.warning(message)
       print(f"train.py: warning: {message}", file=sys.stderr)
     config.validate(check_data=False)
-    if not config.data_dir and not config.train_pattern:
+    if (not config.data_dir and not config.train_pattern
+        and not FLAGS.export_only):
       from data_prep import render  # pylint: disable=g-import-not-at-top
       config.data_dir = render.ensure_default_dataset()
     if not FLAGS.export_only:

@@ -545,7 +545,9 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
       per-replica batches (default: audio_perm.data.pretext_dataset over
       config's data); it may take a `seed` keyword, set per resumption.
     overwrite: replace a different run found in model_dir.
-    export_only: only export the latest checkpoint.
+    export_only: only export the latest checkpoint, with the architecture
+      recorded in model_dir's flags.json when there is one (config then only
+      gives model_dir and export_dir).
     log: function for one-line messages.
 
   Returns:
@@ -557,11 +559,19 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
     ValueError: bad settings, missing data, a model_dir holding another run,
       or export_only without a checkpoint.
   """
+  saved_flags = os.path.join(config.model_dir, FLAGS_FILENAME)
+  if export_only and tf.io.gfile.exists(saved_flags):
+    # Export what was trained: the run's own flags, only where to export
+    # coming from this call.
+    config = TrainConfig.from_dict(dict(
+        _read_json(saved_flags), model_dir=config.model_dir,
+        export_dir=config.export_dir, verbose=config.verbose))
   config.validate(check_data=dataset_fn is None and not export_only)
   if strategy is None:
     strategy = distribute.get_strategy(config.strategy, config.tpu)
   chief = distribute.is_chief(strategy)
-  check_model_dir(config, overwrite=overwrite, write=chief)
+  if not export_only:
+    check_model_dir(config, overwrite=overwrite, write=chief)
   trainer = Trainer(config, strategy)
   step = trainer.restore(config.model_dir)
   result = dict(step=step, history=[], export_dir=None, trained=False,

@@ -163,9 +163,11 @@ def test_kill_and_resume_then_no_retraining(tmp_path, rendered_dataset_dir):
   assert "Trained to step" not in out
   assert os.path.getmtime(os.path.join(export_dir, "saved_model.pb")) == mtime
 
-  # --export_only re-exports from the latest checkpoint elsewhere.
+  # --export_only re-exports the latest checkpoint elsewhere; the run's own
+  # flags.json says what the model is.
   other = str(tmp_path / "exported")
-  rc, out, err = _run(args + ["--export_only", f"--export_dir={other}"])
+  rc, out, err = _run([f"--model_dir={model_dir}", "--export_only",
+                       f"--export_dir={other}"])
   assert rc == 0, err[-3000:]
   assert os.path.exists(os.path.join(other, "saved_model.pb"))
   again = tf.saved_model.load(other).signatures["serving_default"]
