@@ -766,6 +766,12 @@ def evaluate(config: EvalConfig):
         "test split must be held out.")
   if test_size < 1:
     raise EvaluationError(f"Split {config.test_split!r} is empty.")
+  architecture = _checked_architecture(
+      config.architecture or default_architecture(config.encoders),
+      num_samples)
+  frozen_specs = [s for s in config.encoders if s != "supervised"]
+  encoders = [make_encoder(spec, architecture, num_samples,
+                           config.encoder_seed) for spec in frozen_specs]
   largest = max(int(n) for n in config.num_labeled)
   if largest > train_size:
     raise EvaluationError(
@@ -773,12 +779,6 @@ def evaluate(config: EvalConfig):
         f"{config.train_split!r} ({train_size} examples); pass at most "
         f"{train_size}.")
 
-  architecture = _checked_architecture(
-      config.architecture or default_architecture(config.encoders),
-      num_samples)
-  frozen_specs = [s for s in config.encoders if s != "supervised"]
-  encoders = [make_encoder(spec, architecture, num_samples,
-                           config.encoder_seed) for spec in frozen_specs]
   with_supervised = "supervised" in config.encoders
 
   train_labels = read_labels(builder, config.train_split, config.tasks,
