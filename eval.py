@@ -81,7 +81,8 @@ _SUPERVISED_STEPS = flags.DEFINE_integer(
     "Training steps of each supervised (no pretraining) model: one per task "
     "head, regime and seed, so 4 x regimes x seeds models. Slow on CPU: "
     "about 4 s per step at batch 32 and width 0.25 on 2 busy cores, i.e. "
-    "~20 min per model at 300 steps. The labelled notes' audio is held in "
+    "~20 min per model at 300 steps (measured at width 0.25; the default "
+    "0.125 is cheaper). The labelled notes' audio is held in "
     "memory (256 KB per note).")
 _SUPERVISED_BATCH_SIZE = flags.DEFINE_integer(
     "supervised_batch_size", 32, "Batch size of the supervised baseline.")
@@ -94,7 +95,9 @@ _NUM_PATCHES = flags.DEFINE_integer(
 _GRID = flags.DEFINE_list(
     "grid", None, "Random/supervised CFN: rows,cols for time_frequency.")
 _WIDTH = flags.DEFINE_float(
-    "width", None, "Random/supervised CFN: backbone width multiplier.")
+    "width", None, "Random/supervised CFN: backbone width multiplier "
+    "(default: from the SavedModel's encoder_config.json, else train.py's "
+    "default, export.EncoderConfig().width).")
 _EMBEDDING_DIM = flags.DEFINE_integer(
     "embedding_dim", None, "Random/supervised CFN: embedding size.")
 _CROP_FRAMES = flags.DEFINE_integer(

@@ -59,11 +59,16 @@ CONFIG_FILENAME = "encoder_config.json"
 
 @dataclasses.dataclass
 class EncoderConfig:
-  """Architecture and frontend of an encoder (see the module docstring)."""
+  """Architecture and frontend of an encoder (see the module docstring).
+
+  The defaults are THE default architecture: training.TrainConfig (and so
+  train.py's flags) and evaluation's random/supervised baselines take theirs
+  from here.
+  """
   patching: str = "frequency"
   num_patches: int = 10
   grid: Optional[Tuple[int, int]] = None
-  width: float = 0.125  # train.py's default
+  width: float = 0.125  # Small enough to train in minutes on a CPU.
   embedding_dim: int = 256
   normalization: str = "example"
   crop_frames: Optional[int] = None

@@ -70,16 +70,27 @@ RUNTIME_FIELDS = ("model_dir", "export_dir", "train_steps",
                   "image_every", "strategy", "tpu", "jit_compile", "verbose")
 
 
+# The default architecture and frontend come from export.EncoderConfig, the
+# one place they are written: eval.py's `random` and `supervised` baselines
+# (built from EncoderConfig() when no SavedModel is listed) then match what
+# `python train.py` trains by default.
+_ENCODER_DEFAULTS = export_lib.EncoderConfig()
+
+
 @dataclasses.dataclass
 class TrainConfig:
-  """A pretraining run; see train.py for each field's meaning."""
+  """A pretraining run; see train.py for each field's meaning.
+
+  The architecture fields (patching, num_patches, grid, width, embedding_dim,
+  normalization) default to export.EncoderConfig's.
+  """
   data_dir: Optional[str] = None
   train_pattern: Optional[str] = None
   model_dir: str = os.path.join("runs", "default")
   export_dir: Optional[str] = None
-  patching: str = "frequency"
-  num_patches: int = 10
-  grid: Optional[Tuple[int, int]] = None
+  patching: str = _ENCODER_DEFAULTS.patching
+  num_patches: int = _ENCODER_DEFAULTS.num_patches
+  grid: Optional[Tuple[int, int]] = _ENCODER_DEFAULTS.grid
   objective: str = "perturbed_fy"
   regularization: str = "l2"
   regularization_strength: float = 1.0
@@ -94,9 +105,9 @@ class TrainConfig:
   checkpoint_every: int = 50
   log_every: int = 10
   image_every: int = 50
-  width: float = 0.125
-  embedding_dim: int = 256
-  normalization: str = "example"
+  width: float = _ENCODER_DEFAULTS.width
+  embedding_dim: int = _ENCODER_DEFAULTS.embedding_dim
+  normalization: str = _ENCODER_DEFAULTS.normalization
   strategy: str = "auto"
   tpu: Optional[str] = None
   mixed_precision: bool = False

@@ -91,6 +91,22 @@ def test_settings_of_another_objective_are_reported_as_ignored():
       {"perturbation_sigma"})
 
 
+def test_default_run_and_eval_baselines_share_one_architecture():
+  # eval.py --encoder=random (no SavedModel listed) must build the network
+  # `python train.py` trains by default, weight for weight.
+  from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+  from audio_perm import export  # pylint: disable=g-import-not-at-top
+  default_run = training.TrainConfig()
+  assert default_run.encoder_config() == export.EncoderConfig()
+  baseline = evaluation.default_architecture(("random", "handcrafted"))
+  assert baseline == default_run.encoder_config()
+  random = evaluation.random_encoder(baseline)
+  trained = training.Trainer(default_run).encoder
+  # random.embed is the export.WaveformEncoder module.
+  assert [tuple(w.shape) for w in random.embed.encoder.weights] == [
+      tuple(w.shape) for w in trained.weights]
+
+
 def _train_py(args, **kwargs):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
   return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")]
