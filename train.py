@@ -46,6 +46,12 @@ flags.DEFINE_integer("num_patches", _D.num_patches, "Patches per example.")
 flags.DEFINE_list("grid", None,
                   "rows,cols of the time_frequency grid (rows along "
                   "frequency); default: the most square factorisation.")
+flags.DEFINE_integer("crop_frames", _D.crop_frames,
+                     "Train on a random crop of this many spectrogram frames "
+                     "per example (an augmentation; 398 frames per 4 s note). "
+                     "The exported encoder takes the CENTRED crop of the same "
+                     "length, since its patch shape depends on it. Default: "
+                     "all frames.")
 flags.DEFINE_enum("objective", _D.objective, objectives.OBJECTIVES,
                   "Pretext objective.")
 flags.DEFINE_enum("regularization", _D.regularization,

@@ -81,8 +81,8 @@ _ENCODER_DEFAULTS = export_lib.EncoderConfig()
 class TrainConfig:
   """A pretraining run; see train.py for each field's meaning.
 
-  The architecture fields (patching, num_patches, grid, width, embedding_dim,
-  normalization) default to export.EncoderConfig's.
+  The architecture fields (patching, num_patches, grid, crop_frames, width,
+  embedding_dim, normalization) default to export.EncoderConfig's.
   """
   data_dir: Optional[str] = None
   train_pattern: Optional[str] = None
@@ -91,6 +91,10 @@ class TrainConfig:
   patching: str = _ENCODER_DEFAULTS.patching
   num_patches: int = _ENCODER_DEFAULTS.num_patches
   grid: Optional[Tuple[int, int]] = _ENCODER_DEFAULTS.grid
+  # A training augmentation: each example is a random crop of crop_frames
+  # spectrogram frames. The encoder's patch shape follows it, so the export
+  # (and evaluation) feed the CENTRED crop of the same length.
+  crop_frames: Optional[int] = _ENCODER_DEFAULTS.crop_frames
   objective: str = "perturbed_fy"
   regularization: str = "l2"
   regularization_strength: float = 1.0
@@ -128,7 +132,7 @@ class TrainConfig:
     return export_lib.EncoderConfig(
         patching=self.patching, num_patches=self.num_patches, grid=self.grid,
         width=self.width, embedding_dim=self.embedding_dim,
-        normalization=self.normalization)
+        normalization=self.normalization, crop_frames=self.crop_frames)
 
   def to_dict(self):
     values = dataclasses.asdict(self)
@@ -159,6 +163,11 @@ class TrainConfig:
       if not (isinstance(value, (int, float)) and value > 0
               and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
+    if self.crop_frames is not None and (
+        not isinstance(self.crop_frames, int)
+        or isinstance(self.crop_frames, bool) or self.crop_frames <= 0):
+      raise ValueError(f"crop_frames must be a positive integer or None, got "
+                       f"{self.crop_frames!r}.")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got "
                        f"{self.optimizer!r}.")
@@ -263,7 +272,8 @@ def make_dataset_fn(config, permutation_set=None):
     return data.pretext_dataset(
         data_dir=config.data_dir, file_pattern=config.train_pattern,
         split="train", batch_size=config.batch_size, patching=config.patching,
-        num_patches=config.num_patches, grid=config.grid, target=target,
+        num_patches=config.num_patches, grid=config.grid,
+        crop_frames=config.crop_frames, target=target,
         permutation_set=permutation_set, shuffle=True, seed=seed,
         input_context=input_context, repeat=True)
 
