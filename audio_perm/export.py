@@ -36,10 +36,14 @@ call_endpoint="serving_default").
 Length rule: the encoder was trained on 4 s notes (64,000 samples). A waveform
 of another length is first fitted to `num_samples` ON GRAPH: longer ones are
 cropped to their FIRST num_samples samples, shorter ones are zero-padded at the
-end. The frontend is then audio_perm.patches.frontend, the same function the
-training pipeline uses (log spectrogram, per-example standardisation, a
-CENTRED crop of `crop_frames` frames if the model was trained on random crops,
-identity-order patches).
+end. The frontend is then audio_perm.patches.frontend with the settings the
+training pipeline uses: log-magnitude spectrogram (raw log(|X| + 1e-6), NOT
+standardised here), a CENTRED crop of `crop_frames` frames if the model was
+trained on random crops of that length (crop_frames is a training
+augmentation; the encoder's patch shape depends on it, so the export must crop
+to the same length), identity-order patches. Standardisation happens inside
+the encoder: its first layer (models.ExampleStandardization) standardises
+each example over all of its patches, in training and after export alike.
 """
 
 import dataclasses
@@ -126,6 +130,10 @@ def fit_length(waveform, num_samples=spectrogram.NUM_SAMPLES):
 
 def waveform_to_patches(waveform, config):
   """The export frontend: waveforms -> identity-order patches.
+
+  fit_length, then patches.frontend (log spectrogram, centred crop when
+  config.crop_frames is set, patches) without standardisation, exactly as the
+  training pipeline computes its features (the encoder standardises).
 
   Args:
     waveform: float [batch, samples] at 16 kHz, any length (see fit_length).

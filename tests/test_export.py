@@ -44,6 +44,22 @@ def test_encoder_is_frontend_then_keras_encoder():
   np.testing.assert_allclose(model(w).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_export_frontend_is_raw_log_spectrogram_bands_with_centred_crop():
+  # The docstring's promise: no standardisation in the frontend (the encoder
+  # does it), and the centred crop_frames window, cut into frequency bands.
+  from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
+  w = _waveforms(2, 64000)
+  config = export.EncoderConfig(num_patches=10, crop_frames=100, **TINY)
+  got = export.waveform_to_patches(tf.constant(w), config).numpy()
+  spec = spectrogram.log_magnitude_spectrogram(w).numpy()  # [2, 398, 513]
+  start = (398 - 100) // 2
+  window = spec[:, start:start + 100, :510]  # 10 bands of 51 bins.
+  want = np.stack([window[:, :, 51 * k:51 * (k + 1)] for k in range(10)],
+                  axis=1)[..., np.newaxis]  # [2, 10, 100, 51, 1]
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  assert abs(float(got.mean())) > 1.0  # Raw log magnitudes, not z-scores.
+
+
 def test_random_encoder_is_seeded():
   w = _waveforms(2, 64000)
   a = export.random_encoder(seed=3, **TINY)(w).numpy()
