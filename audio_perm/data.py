@@ -613,10 +613,14 @@ def waveform_dataset(data_dir=None,
 
   Args:
     data_dir, file_pattern, split: as `pretext_dataset`.
-    batch_size: global batch size (per pipeline with `input_context`).
+    batch_size: global batch size (per pipeline with `input_context`); None
+      yields single examples (no batch axis), e.g. to select examples by
+      position before batching (audio_perm.evaluation does).
     shuffle, repeat, drop_remainder, deterministic, seed, input_context,
       skip_corrupt, num_samples, shuffle_buffer_size, num_parallel_reads: as
-      `pretext_dataset` (by default: one ordered pass, last batch kept).
+      `pretext_dataset` (by default: one ordered pass, last batch kept; with
+      deterministic=True and shuffle=False every pass yields the same
+      examples in the same order).
 
   Returns:
     tf.data.Dataset of dicts: "audio" float32 [B, num_samples], "pitch",
@@ -624,8 +628,9 @@ def waveform_dataset(data_dir=None,
     [B] (-1 where a record lacks the label), "id" string [B]. Records with
     non-finite audio are dropped.
   """
-  if int(batch_size) < 1:
-    raise ValueError(f"batch_size={batch_size} must be >= 1.")
+  if batch_size is not None and int(batch_size) < 1:
+    raise ValueError(f"batch_size={batch_size} must be >= 1 (or None for "
+                     "single examples).")
   if deterministic and seed is None:
     seed = 0
   files = list_files(data_dir, file_pattern, split)
@@ -641,11 +646,12 @@ def waveform_dataset(data_dir=None,
   ds = ds.filter(lambda ex: _is_finite(ex["audio"]))
   if repeat:
     ds = ds.repeat()
-  per_replica_batch = (input_context.get_per_replica_batch_size(batch_size)
-                       if input_context is not None else int(batch_size))
-  ds = ds.batch(per_replica_batch, drop_remainder=drop_remainder,
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=deterministic)
+  if batch_size is not None:
+    per_replica_batch = (input_context.get_per_replica_batch_size(batch_size)
+                         if input_context is not None else int(batch_size))
+    ds = ds.batch(per_replica_batch, drop_remainder=drop_remainder,
+                  num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   return ds.with_options(_options(deterministic))
 

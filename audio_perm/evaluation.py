@@ -11,6 +11,12 @@ Flow of `evaluate(EvalConfig)`:
    never downloaded) or a folder dataset (`tfds.builder_from_directory`), with
    the checks that give one clear error each (missing dataset or split, task
    labels absent from the features, num_labeled larger than the split).
+   The metadata (builder) says what the dataset holds; the notes themselves
+   are read from the split's TFRecord shards by `data.waveform_dataset`, the
+   reader the training pipeline is built on, so the same per-record rules
+   hold: audio fitted to the dataset's length, notes with non-finite audio
+   dropped (counted in the report's "dropped_nonfinite"), a record without
+   audio an error naming its file.
 2. One pass over the train split reads the labels only (`read_labels`).
 3. The labelled subsets are drawn from the labels alone, per task, regime and
    seed (`probe.stratified_subset`; the same subsets for every encoder).
@@ -52,6 +58,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tqdm
 
+from audio_perm import data as data_lib
 from audio_perm import export
 from audio_perm import probe as probe_lib
 from audio_perm import spectrogram as spectrogram_lib
@@ -322,28 +329,65 @@ def check_features(builder, tasks):
 
 
 def _labels_of(example, tasks):
-  out = {}
-  for name in tasks:
-    value = example
-    for key in TASKS[name].feature_path:
-      value = value[key]
-    out[name] = tf.cast(value, tf.int64)
-  return out
+  # data.waveform_dataset names its labels as the tasks are named
+  # ("instrument_family", "instrument", "pitch"), for both record schemas.
+  return {name: tf.cast(example[name], tf.int64) for name in tasks}
 
 
-def _read_split(builder, split):
-  # shuffle_files=False keeps the stored order, so that indices taken from one
-  # pass address the same notes in the next (checked in compute_embeddings).
-  return builder.as_dataset(split=split, shuffle_files=False)
+def split_files(builder, split):
+  """The TFRecord shards of a split, in order; EvaluationError if none."""
+  split_size(builder, split)
+  file_format = getattr(builder.info, "file_format", None)
+  file_format = getattr(file_format, "value", file_format)
+  if file_format not in (None, "tfrecord"):
+    raise EvaluationError(
+        f"Dataset {builder.info.full_name} is stored as {file_format!r}; the "
+        "evaluation reads TFRecord shards (prepare it with TFDS's default "
+        "file_format=tfrecord, or " + HOW_TO_PREPARE + ").")
+  files = [os.fspath(p) for p in builder.info.splits[split].filepaths]
+  if not files:
+    raise EvaluationError(
+        f"Split {split!r} of {builder.info.full_name} lists no shard file.")
+  return files
 
 
-def read_labels(builder, split, tasks, batch_size=1024, progress=True):
-  """Labels of every example of a split, in stored order.
+def _read_split(builder, split, num_samples=None):
+  """Single examples of a split through data.waveform_dataset.
+
+  The training pipeline's per-record rules apply: audio fitted to
+  num_samples (first samples kept, zero-padded at the end), records with
+  non-finite audio dropped, a record without audio an error naming its file.
+  One ordered, deterministic pass: indices taken from one pass address the
+  same notes in the next (checked in compute_embeddings).
+
+  Returns:
+    tf.data.Dataset of dicts ("audio" float32 [num_samples], the labels
+    int32 [] named as data.LABELS).
+  """
+  if num_samples is None:
+    num_samples = check_features(builder, ())
+  try:
+    return data_lib.waveform_dataset(
+        file_pattern=split_files(builder, split), batch_size=None,
+        shuffle=False, deterministic=True, num_samples=num_samples)
+  except EvaluationError:
+    raise
+  except ValueError as error:
+    raise EvaluationError(
+        f"Split {split!r} of {builder.info.full_name}: {error}") from None
+
+
+def read_labels(builder, split, tasks, batch_size=256, progress=True,
+                num_samples=None):
+  """Labels of every usable example of a split, in reading order.
+
+  Examples the pipeline drops (non-finite audio) are left out here and in
+  every later pass alike.
 
   Returns:
     {task: int64 [num_examples]}.
   """
-  dataset = _read_split(builder, split).map(
+  dataset = _read_split(builder, split, num_samples).map(
       lambda example: _labels_of(example, tasks),
       num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -533,27 +577,31 @@ def make_encoder(spec, architecture=None,
 
 
 def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
-                       expected_labels=None, keep_audio=False, progress=True):
+                       expected_labels=None, keep_audio=False, progress=True,
+                       num_samples=None):
   """Embeds notes of a split with every encoder in one batched pass.
 
   Args:
     builder: the TFDS builder.
     split: split name.
     encoders: list of FrozenEncoder (may be empty when only audio is kept).
-    indices: sorted int64 positions (in stored order) of the notes to embed,
-      or None for all.
+    indices: sorted int64 positions (in reading order, see `_read_split`)
+      of the notes to embed, or None for all.
     batch_size: notes per batch.
     expected_labels: optional {task: int64 [split size]} from `read_labels`;
       the labels seen in this pass must agree (guards the stored order).
     keep_audio: also return the waveforms (float32 [len(indices), samples]).
     progress: show a progress bar.
+    num_samples: samples per note (default: the dataset's audio length).
 
   Returns:
     (embeddings {encoder name: float32 [num, dim]}, audio or None, stats
     {"num_examples", "seconds", "examples_per_second"}).
   """
   size = split_size(builder, split)
-  dataset = _read_split(builder, split).enumerate()
+  if expected_labels:
+    size = len(next(iter(expected_labels.values())))
+  dataset = _read_split(builder, split, num_samples).enumerate()
   if indices is not None:
     indices = np.asarray(indices, np.int64)
     mask = np.zeros(size, bool)
@@ -742,8 +790,8 @@ def draw_subsets(train_labels, tasks, num_labeled, seeds):
   return subsets
 
 
-def _iter_test_audio(builder, split, batch_size):
-  dataset = _read_split(builder, split).map(
+def _iter_test_audio(builder, split, batch_size, num_samples=None):
+  dataset = _read_split(builder, split, num_samples).map(
       lambda example: example["audio"], num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -782,19 +830,33 @@ def evaluate(config: EvalConfig):
   with_supervised = "supervised" in config.encoders
 
   train_labels = read_labels(builder, config.train_split, config.tasks,
-                             progress=config.progress)
+                             progress=config.progress,
+                             num_samples=num_samples)
   test_labels = read_labels(builder, config.test_split, config.tasks,
-                            progress=config.progress)
+                            progress=config.progress, num_samples=num_samples)
+  # Notes with non-finite audio are dropped by the reader (data's rule).
+  dropped = {config.train_split: train_size, config.test_split: test_size}
+  train_size = len(train_labels[config.tasks[0]])
+  test_size = len(test_labels[config.tasks[0]])
+  dropped[config.train_split] -= train_size
+  dropped[config.test_split] -= test_size
+  if largest > train_size or test_size < 1:
+    raise EvaluationError(
+        f"After dropping the notes with non-finite audio ({dropped}), split "
+        f"{config.train_split!r} has {train_size} notes and "
+        f"{config.test_split!r} {test_size}; --num_labeled={largest} needs "
+        "at least that many train notes and the test split at least one.")
   subsets = draw_subsets(train_labels, config.tasks, config.num_labeled,
                          config.seeds)
   union = np.unique(np.concatenate(list(subsets.values())))
   train_embeddings, train_audio, train_stats = compute_embeddings(
       builder, config.train_split, encoders, union, config.batch_size,
       expected_labels=train_labels, keep_audio=with_supervised,
-      progress=config.progress)
+      progress=config.progress, num_samples=num_samples)
   test_embeddings, _, test_stats = compute_embeddings(
       builder, config.test_split, encoders, None, config.batch_size,
-      expected_labels=test_labels, progress=config.progress)
+      expected_labels=test_labels, progress=config.progress,
+      num_samples=num_samples)
   row_of = {index: row for row, index in enumerate(union)}
 
   values = {}  # (encoder, task, metric, num_labeled) -> [per seed]
@@ -827,7 +889,8 @@ def evaluate(config: EvalConfig):
             architecture, config.probe, config.supervised)
         predictions = np.concatenate(
             [predict(batch.numpy()) for batch in
-             _iter_test_audio(builder, config.test_split, config.batch_size)])
+             _iter_test_audio(builder, config.test_split, config.batch_size,
+                              num_samples)])
         scores = probe_lib.score(head.task_type, y_test, predictions)
         values.setdefault(("supervised", task, head.metric, num), []).append(
             scores[head.metric])
@@ -852,6 +915,7 @@ def evaluate(config: EvalConfig):
       "num_samples": num_samples,
       "train_size": train_size,
       "test_size": test_size,
+      "dropped_nonfinite": dropped,
       "num_train_embedded": int(len(union)),
       "encoders_resolved": [e.description for e in encoders],
       "num_classes_train": {task: int(len(np.unique(train_labels[task])))

@@ -47,8 +47,11 @@ def _planted_note(pitch, family, rng, num_samples=nsynth.NUM_SAMPLES,
 
 
 def write_planted_dataset(out_dir, sizes=(("train", 60), ("test", 30)),
-                          seed=0):
-  """A folder dataset in the nsynth format with linearly planted labels."""
+                          seed=0, nan_notes=()):
+  """A folder dataset in the nsynth format with linearly planted labels.
+
+  nan_notes: (split, index) of notes whose audio gets a NaN sample.
+  """
   rng = np.random.default_rng(seed)
   os.makedirs(out_dir, exist_ok=True)
   lengths = {}
@@ -56,8 +59,11 @@ def write_planted_dataset(out_dir, sizes=(("train", 60), ("test", 30)),
     records = []
     for i in range(num_notes):
       family, pitch = i % 4, PITCHES[(i // 4) % len(PITCHES)]
+      audio = _planted_note(pitch, family, rng)
+      if (split, i) in nan_notes:
+        audio[1000] = np.nan
       records.append(nsynth.serialize_example({
-          "id": f"{split}-{i}", "audio": _planted_note(pitch, family, rng),
+          "id": f"{split}-{i}", "audio": audio,
           "pitch": pitch, "velocity": 100,
           "instrument": {"label": INSTRUMENT_IDS[family], "family": family,
                          "source": 0}}))
@@ -105,6 +111,29 @@ def test_planted_labels_are_learnt_far_above_chance(planted_dir):
   assert config["num_classes_train"] == {"instrument_family": 4,
                                          "instrument": 4, "pitch": 5}
   assert config["encoders_resolved"][0]["embedding_dim"] == 2 * 513
+
+
+def test_notes_with_nan_audio_are_dropped_as_in_training(tmp_path):
+  # The evaluation reads through data.waveform_dataset, so a note with NaN
+  # audio is dropped (as the training pipeline drops it) instead of turning
+  # into NaN embeddings; the other notes keep their labels.
+  out = write_planted_dataset(str(tmp_path / "nan"), sizes=(
+      ("train", 24), ("test", 12)), nan_notes=(("train", 5), ("test", 3)))
+  report = evaluation.evaluate(evaluation.EvalConfig(
+      encoders=("handcrafted",), dataset_dir=out, num_labeled=(16,),
+      seeds=1, tasks=("instrument_family",), probe=FAST_PROBE,
+      progress=False))
+  config = report["config"]
+  assert config["train_size"] == 23 and config["test_size"] == 11
+  assert config["dropped_nonfinite"] == {"train": 1, "test": 1}
+  builder = evaluation.open_dataset(dataset_dir=out)
+  labels = evaluation.read_labels(builder, "test", ("instrument_family",),
+                                  progress=False)["instrument_family"]
+  # Reading order is the stored order here (one shard): test note 3 is gone.
+  np.testing.assert_array_equal(
+      labels, [i % 4 for i in range(12) if i != 3])
+  (row,) = report["results"]
+  assert np.isfinite(row["mean"]) and row["mean"] > 0.5
 
 
 def test_handcrafted_features_match_numpy_reference():
