@@ -220,6 +220,21 @@ _WORK = tf.float64
 _UNROLL_MAX_ITEMS = 32
 
 
+# Pairwise integer counts below are unrolled over the n columns up to this n
+# (one fused, vectorised XLA loop); above it they are [M, n, n] reductions.
+_UNROLL_MAX_COUNTS = 128
+
+
+def _count(n, term):
+  """sum over p of the int32 [M, n] tensors term(p), p = 0 .. n - 1."""
+  if n is not None and n <= _UNROLL_MAX_COUNTS:
+    total = term(0)
+    for p in range(1, n):
+      total += term(p)
+    return total
+  return None
+
+
 def _descending_positions(x):
   """Position of every item in the stable decreasing order of its row.
 
@@ -233,20 +248,32 @@ def _descending_positions(x):
     int32 [M, n]: pos[:, i] = number of items sorted before item i (larger,
     or equal and earlier).
   """
-  n = tf.shape(x)[-1]
-  index = tf.range(n)
-  earlier = index[None, :] < index[:, None]  # [i, j]: j before i
-  other = x[:, None, :]  # [M, 1, j]
-  mine = x[:, :, None]  # [M, i, 1]
-  ahead = (other > mine) | ((other == mine) & earlier)  # [M, i, j]
-  return tf.reduce_sum(tf.cast(ahead, tf.int32), axis=-1)
+  n = x.shape[-1]
+  index = tf.range(n if n is not None else tf.shape(x)[-1])[None, :]
+
+  def ahead(j):  # whether item j sorts before each item i
+    x_j = x[:, j:j + 1]
+    return tf.cast((x_j > x) | ((x_j == x) & (j < index)), tf.int32)
+
+  pos = _count(n, ahead)
+  if pos is None:
+    other = x[:, None, :]  # [M, 1, j]
+    mine = x[:, :, None]  # [M, i, 1]
+    earlier = index[0][None, :] < index[0][:, None]  # [i, j]: j before i
+    ahead_all = (other > mine) | ((other == mine) & earlier)  # [M, i, j]
+    pos = tf.reduce_sum(tf.cast(ahead_all, tf.int32), axis=-1)
+  return pos
 
 
 def _inverse_permutation(pos):
   """int32 [M, n] -> [M, n]: order[:, p] = the item at position p."""
-  index = tf.range(tf.shape(pos)[-1])
-  hit = tf.equal(pos[:, None, :], index[None, :, None])  # [M, p, i]
-  return tf.reduce_sum(tf.where(hit, index[None, None, :], 0), axis=-1)
+  n = pos.shape[-1]
+  index = tf.range(n if n is not None else tf.shape(pos)[-1])[None, :]
+  order = _count(n, lambda i: tf.where(tf.equal(pos[:, i:i + 1], index), i, 0))
+  if order is None:
+    hit = tf.equal(pos[:, None, :], index[:, :, None])  # [M, p, i]
+    order = tf.reduce_sum(tf.where(hit, index[:, None, :], 0), axis=-1)
+  return order
 
 
 def _prefix(x):

