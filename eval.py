@@ -19,7 +19,10 @@ say otherwise.
 
 Data: --dataset (a prepared TFDS dataset, default nsynth/full, in --data_dir;
 nothing is downloaded) or --dataset_dir (a folder dataset written by
-`python -m data_prep.render --output_dir=DIR`).
+`python -m data_prep.render --output_dir=DIR`). Notes are read with the
+training pipeline's reader (audio_perm.data): notes with non-finite audio are
+dropped, and a corrupt or truncated shard stops the run with one line naming
+it (--skip_corrupt reads each shard up to its first bad record instead).
 """
 
 import os
@@ -103,6 +106,10 @@ _EMBEDDING_DIM = flags.DEFINE_integer(
 _CROP_FRAMES = flags.DEFINE_integer(
     "crop_frames", None, "Random/supervised CFN: centred crop in frames.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_SKIP_CORRUPT = flags.DEFINE_bool(
+    "skip_corrupt", False,
+    "Read each TFRecord shard up to its first corrupt record and skip the "
+    "rest (fewer notes) instead of stopping with an error naming the shard.")
 
 
 def _ints(name, values):
@@ -161,6 +168,7 @@ def config_from_flags():
           steps=_SUPERVISED_STEPS.value,
           batch_size=_SUPERVISED_BATCH_SIZE.value),
       progress=_PROGRESS.value,
+      skip_corrupt=_SKIP_CORRUPT.value,
   )
 
 

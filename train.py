@@ -20,6 +20,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import tensorflow as tf
+
+from audio_perm import data
 from audio_perm import distribute
 from audio_perm import models
 from audio_perm import objectives
@@ -102,6 +105,10 @@ flags.DEFINE_bool("export_only", False,
 flags.DEFINE_bool("overwrite", False,
                   "Delete a run with different flags found in model_dir.")
 flags.DEFINE_bool("verbose", _D.verbose, "Show the progress bar.")
+flags.DEFINE_bool("skip_corrupt", _D.skip_corrupt,
+                  "Read each TFRecord file up to its first corrupt record and "
+                  "skip the rest of it (a warning per skip) instead of "
+                  "stopping; may be added when resuming a run.")
 
 FLAGS = flags.FLAGS
 _CONFIG_FLAGS = [f.name for f in training.dataclasses.fields(
@@ -121,6 +128,34 @@ def config_from_flags():
       raise ValueError(f"--grid must be two integers rows,cols, got "
                        f"{FLAGS.grid!r}.")
   return training.TrainConfig(**values)
+
+
+def corrupt_data_message(config, error):
+  """One line naming the corrupt TFRecord file(s) and what to do.
+
+  tf.data's DataLossError does not say which file is bad, so every training
+  file is read once (data.find_corrupt_files; unparsed, at disk speed).
+  """
+  files = (dict(data_dir=config.data_dir) if not config.train_pattern
+           else dict(file_pattern=config.train_pattern))
+  what = data.list_files(split="train", **files)
+  num_bytes = sum(tf.io.gfile.stat(f).length for f in what)
+  if num_bytes > 1 << 30:
+    print(f"train.py: a training TFRecord file is corrupt; reading the "
+          f"{len(what)} files ({num_bytes / 2**30:.1f} GiB) to find which...",
+          file=sys.stderr)
+  corrupt = data.find_corrupt_files(file_pattern=what)
+  first = str(error.message).strip().splitlines()[0] if error.message else ""
+  found = ("; ".join(f"{path} ({message})" for path, message in
+                     corrupt.items()) if corrupt else
+           f"a training file (not found again on a second read: {first})")
+  fix = ("render the dataset again into a new folder (python -m "
+         "data_prep.render --output_dir=DIR)" if not config.train_pattern
+         else "replace or remove the file")
+  return (f"corrupt or truncated TFRecord file: {found}. To fix, {fix}; or "
+          "rerun the same command with --skip_corrupt, which skips the "
+          "unreadable rest of each bad file and resumes from the last "
+          f"checkpoint in {config.model_dir}.")
 
 
 def _fail(message):
@@ -152,6 +187,8 @@ def main(argv):
                             export_only=FLAGS.export_only)
   except ValueError as e:
     _fail(e)
+  except tf.errors.DataLossError as e:
+    _fail(corrupt_data_message(config, e))
   if result["trained"]:
     print(f"Trained to step {result['step']} in {config.model_dir}.")
 

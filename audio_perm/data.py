@@ -38,9 +38,10 @@ Rules for imperfect data (each is tested):
     during iteration for a later record.
   * A corrupt or truncated TFRecord: tf.data raises tf.errors.DataLossError
     during iteration ("corrupted record at <offset>"; tf.data does not say
-    which file). `check_files=True` scans every file when the pipeline is
-    built and raises a ValueError naming the corrupt file(s) instead;
-    `inspect_records` reports them too. With `skip_corrupt=True` each file is
+    which file; `find_corrupt_files` names it afterwards, and train.py and
+    eval.py do so for their one-line errors). `check_files=True` scans every
+    file when the pipeline is built and raises a ValueError naming the
+    corrupt file(s) instead; `inspect_records` reports them too. With `skip_corrupt=True` each file is
     read up to its first bad record and the rest of that file is skipped
     (tf.data logs a warning per skip; `inspect_records` gives the counts).
   * No file matching, a missing or non-dataset directory, an unknown split:
@@ -741,6 +742,33 @@ def inspect_records(data_dir=None, file_pattern=None, split="train",
     if counts[1]:
       report.missing_audio_files.append(path)
   return report
+
+
+def find_corrupt_files(data_dir=None, file_pattern=None, split="train"):
+  """The files tf.data cannot read to the end, with the reader's error.
+
+  A DataLossError raised while iterating a pipeline does not say which file
+  is bad; this finds it. Every record of every file is read once WITHOUT
+  parsing (only the TFRecord framing and checksums are checked), so it costs
+  a read of the data at disk speed, less than `inspect_records`.
+
+  Returns:
+    {path: error message} (empty when every file reads to the end).
+  """
+  files = list_files(data_dir, file_pattern, split)
+
+  @tf.function
+  def count(path):
+    records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES)
+    return records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)
+
+  corrupt = {}
+  for path in files:
+    try:
+      count(tf.constant(path))
+    except tf.errors.DataLossError as e:
+      corrupt[path] = _error_line(e)
+  return corrupt
 
 
 def _raise_for_bad_files(files, skip_corrupt, num_samples):

@@ -144,6 +144,9 @@ class EvalConfig:
     encoder_seed: initialisation seed of the random encoder.
     supervised: budget of the supervised baseline.
     progress: show progress bars.
+    skip_corrupt: read each TFRecord shard up to its first corrupt record and
+      skip the rest (data.waveform_dataset(skip_corrupt=True)); without it a
+      corrupt shard is an EvaluationError naming the file.
   """
   encoders: Tuple[str, ...] = ("handcrafted",)
   dataset: str = "nsynth/full"
@@ -160,6 +163,7 @@ class EvalConfig:
   encoder_seed: int = 0
   supervised: SupervisedConfig = SupervisedConfig()
   progress: bool = True
+  skip_corrupt: bool = False
 
   def validate(self):
     """Checks what can be checked without data; raises EvaluationError."""
@@ -351,14 +355,16 @@ def split_files(builder, split):
   return files
 
 
-def _read_split(builder, split, num_samples=None):
+def _read_split(builder, split, num_samples=None, skip_corrupt=False):
   """Single examples of a split through data.waveform_dataset.
 
   The training pipeline's per-record rules apply: audio fitted to
   num_samples (first samples kept, zero-padded at the end), records with
   non-finite audio dropped, a record without audio an error naming its file.
   One ordered, deterministic pass: indices taken from one pass address the
-  same notes in the next (checked in compute_embeddings).
+  same notes in the next (checked in compute_embeddings). A corrupt shard
+  raises tf.errors.DataLossError while iterating, unless skip_corrupt, which
+  reads each shard up to its first bad record (the same records every pass).
 
   Returns:
     tf.data.Dataset of dicts ("audio" float32 [num_samples], the labels
@@ -369,7 +375,8 @@ def _read_split(builder, split, num_samples=None):
   try:
     return data_lib.waveform_dataset(
         file_pattern=split_files(builder, split), batch_size=None,
-        shuffle=False, deterministic=True, num_samples=num_samples)
+        shuffle=False, deterministic=True, num_samples=num_samples,
+        skip_corrupt=skip_corrupt)
   except EvaluationError:
     raise
   except ValueError as error:
@@ -378,7 +385,7 @@ def _read_split(builder, split, num_samples=None):
 
 
 def read_labels(builder, split, tasks, batch_size=256, progress=True,
-                num_samples=None):
+                num_samples=None, skip_corrupt=False):
   """Labels of every usable example of a split, in reading order.
 
   Examples the pipeline drops (non-finite audio) are left out here and in
@@ -387,7 +394,7 @@ def read_labels(builder, split, tasks, batch_size=256, progress=True,
   Returns:
     {task: int64 [num_examples]}.
   """
-  dataset = _read_split(builder, split, num_samples).map(
+  dataset = _read_split(builder, split, num_samples, skip_corrupt).map(
       lambda example: _labels_of(example, tasks),
       num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -578,7 +585,7 @@ def make_encoder(spec, architecture=None,
 
 def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
                        expected_labels=None, keep_audio=False, progress=True,
-                       num_samples=None):
+                       num_samples=None, skip_corrupt=False):
   """Embeds notes of a split with every encoder in one batched pass.
 
   Args:
@@ -593,6 +600,7 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
     keep_audio: also return the waveforms (float32 [len(indices), samples]).
     progress: show a progress bar.
     num_samples: samples per note (default: the dataset's audio length).
+    skip_corrupt: as `_read_split`.
 
   Returns:
     (embeddings {encoder name: float32 [num, dim]}, audio or None, stats
@@ -601,7 +609,7 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
   size = split_size(builder, split)
   if expected_labels:
     size = len(next(iter(expected_labels.values())))
-  dataset = _read_split(builder, split, num_samples).enumerate()
+  dataset = _read_split(builder, split, num_samples, skip_corrupt).enumerate()
   if indices is not None:
     indices = np.asarray(indices, np.int64)
     mask = np.zeros(size, bool)
@@ -790,8 +798,9 @@ def draw_subsets(train_labels, tasks, num_labeled, seeds):
   return subsets
 
 
-def _iter_test_audio(builder, split, batch_size, num_samples=None):
-  dataset = _read_split(builder, split, num_samples).map(
+def _iter_test_audio(builder, split, batch_size, num_samples=None,
+                     skip_corrupt=False):
+  dataset = _read_split(builder, split, num_samples, skip_corrupt).map(
       lambda example: example["audio"], num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -800,8 +809,36 @@ def evaluate(config: EvalConfig):
   """Runs the whole evaluation; returns {"results": [...], "config": {...}}.
 
   Raises:
-    EvaluationError: bad input (one clear message each).
+    EvaluationError: bad input (one clear message each), a corrupt TFRecord
+      shard included (named; see `corrupt_shards_message`).
   """
+  try:
+    return _evaluate(config)
+  except tf.errors.DataLossError as error:
+    raise EvaluationError(corrupt_shards_message(config, error)) from None
+
+
+def corrupt_shards_message(config, error):
+  """Names the corrupt shard(s) behind a DataLossError, and what to do.
+
+  tf.data's error does not say which file is bad: the train and test splits'
+  shards are read once more, unparsed (data.find_corrupt_files).
+  """
+  builder = open_dataset(config.dataset, config.data_dir, config.dataset_dir)
+  corrupt = {}
+  for split in dict.fromkeys((config.train_split, config.test_split)):
+    corrupt.update(data_lib.find_corrupt_files(
+        file_pattern=split_files(builder, split)))
+  first = (error.message or "").strip().splitlines()
+  found = ("; ".join(f"{path} ({message})" for path, message in
+                     corrupt.items()) if corrupt else
+           f"not found again on a second read ({first[0] if first else ''})")
+  return (f"Corrupt or truncated TFRecord shard: {found}. Re-create the "
+          "dataset, or pass --skip_corrupt to read each shard up to its "
+          "first bad record.")
+
+
+def _evaluate(config):
   config.validate()
   start = time.perf_counter()
   builder = open_dataset(config.dataset, config.data_dir, config.dataset_dir)
@@ -831,9 +868,11 @@ def evaluate(config: EvalConfig):
 
   train_labels = read_labels(builder, config.train_split, config.tasks,
                              progress=config.progress,
-                             num_samples=num_samples)
+                             num_samples=num_samples,
+                             skip_corrupt=config.skip_corrupt)
   test_labels = read_labels(builder, config.test_split, config.tasks,
-                            progress=config.progress, num_samples=num_samples)
+                            progress=config.progress, num_samples=num_samples,
+                            skip_corrupt=config.skip_corrupt)
   # Notes with non-finite audio are dropped by the reader (data's rule).
   dropped = {config.train_split: train_size, config.test_split: test_size}
   train_size = len(train_labels[config.tasks[0]])
@@ -852,11 +891,12 @@ def evaluate(config: EvalConfig):
   train_embeddings, train_audio, train_stats = compute_embeddings(
       builder, config.train_split, encoders, union, config.batch_size,
       expected_labels=train_labels, keep_audio=with_supervised,
-      progress=config.progress, num_samples=num_samples)
+      progress=config.progress, num_samples=num_samples,
+      skip_corrupt=config.skip_corrupt)
   test_embeddings, _, test_stats = compute_embeddings(
       builder, config.test_split, encoders, None, config.batch_size,
       expected_labels=test_labels, progress=config.progress,
-      num_samples=num_samples)
+      num_samples=num_samples, skip_corrupt=config.skip_corrupt)
   row_of = {index: row for row, index in enumerate(union)}
 
   values = {}  # (encoder, task, metric, num_labeled) -> [per seed]
@@ -890,7 +930,7 @@ def evaluate(config: EvalConfig):
         predictions = np.concatenate(
             [predict(batch.numpy()) for batch in
              _iter_test_audio(builder, config.test_split, config.batch_size,
-                              num_samples)])
+                              num_samples, config.skip_corrupt)])
         scores = probe_lib.score(head.task_type, y_test, predictions)
         values.setdefault(("supervised", task, head.metric, num), []).append(
             scores[head.metric])

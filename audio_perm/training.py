@@ -67,7 +67,8 @@ EXPORT_INFO_FILENAME = "export_info.json"
 # how often and on what hardware, not what is learned.
 RUNTIME_FIELDS = ("model_dir", "export_dir", "train_steps",
                   "steps_per_execution", "checkpoint_every", "log_every",
-                  "image_every", "strategy", "tpu", "jit_compile", "verbose")
+                  "image_every", "strategy", "tpu", "jit_compile", "verbose",
+                  "skip_corrupt")
 
 
 # The default architecture and frontend come from export.EncoderConfig, the
@@ -118,6 +119,10 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   verbose: bool = True
+  # Read each TFRecord file up to its first corrupt record and skip the rest
+  # (data.pretext_dataset(skip_corrupt=True)); a runtime setting, so a run
+  # stopped by a corrupt file resumes with it.
+  skip_corrupt: bool = False
 
   def __post_init__(self):
     if self.grid is not None and not isinstance(self.grid, tuple):
@@ -275,7 +280,8 @@ def make_dataset_fn(config, permutation_set=None):
         num_patches=config.num_patches, grid=config.grid,
         crop_frames=config.crop_frames, target=target,
         permutation_set=permutation_set, shuffle=True, seed=seed,
-        input_context=input_context, repeat=True)
+        input_context=input_context, repeat=True,
+        skip_corrupt=config.skip_corrupt)
 
   return dataset_fn
 

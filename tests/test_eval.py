@@ -365,8 +365,36 @@ def test_task_whose_labels_are_missing(tmp_path):
                                 num_labeled=(2,)))
 
 
+def _truncated_copy(planted_dir, out_dir, split="test"):
+  """A copy of the planted dataset whose `split` shard is cut mid-record."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(planted_dir, out_dir)
+  (shard,) = tf.io.gfile.glob(os.path.join(out_dir, f"*-{split}.tfrecord*"))
+  with open(shard, "r+b") as f:
+    f.truncate(os.path.getsize(shard) // 2 + 1001)
+  return shard
+
+
+def test_corrupt_shard_is_named_and_skip_corrupt_reads_around_it(
+    planted_dir, tmp_path):
+  out = str(tmp_path / "truncated")
+  shard = _truncated_copy(planted_dir, out)
+  with pytest.raises(evaluation.EvaluationError) as raised:
+    evaluation.evaluate(_config(out))
+  message = str(raised.value)
+  assert message.startswith(f"Corrupt or truncated TFRecord shard: {shard} (")
+  assert "--skip_corrupt" in message and "-train." not in message
+  report = evaluation.evaluate(_config(out, skip_corrupt=True))
+  # The readable first half of the 30 test notes, the train split whole.
+  assert 10 <= report["config"]["test_size"] < 30
+  assert report["config"]["train_size"] == 60
+
+
 def test_eval_py_reports_one_line_and_exits_nonzero(planted_dir, tmp_path):
+  shard = _truncated_copy(planted_dir, str(tmp_path / "truncated"))
   cases = {
+      "corrupt": ["--encoder=handcrafted", "--num_labeled=8", "--seeds=1",
+                  f"--dataset_dir={tmp_path / 'truncated'}"],
       "dataset": ["--encoder=handcrafted",
                   f"--dataset_dir={tmp_path / 'missing'}"],
       "task": ["--encoder=handcrafted", f"--dataset_dir={planted_dir}",
@@ -388,3 +416,5 @@ def test_eval_py_reports_one_line_and_exits_nonzero(planted_dir, tmp_path):
   assert "missing' does not exist" in messages["dataset"]
   assert "'loudness'" in messages["task"]
   assert "--num_labeled=10,many" in messages["regimes"]
+  assert shard in messages["corrupt"] and "--skip_corrupt" in messages[
+      "corrupt"]

@@ -278,6 +278,33 @@ def test_bad_flags_give_one_clear_line(tmp_path):
   assert any("--perturbation_sigma is ignored" in line for line in data_err)
 
 
+def test_a_truncated_shard_is_named_in_one_line_then_skip_corrupt_trains(
+    tmp_path, rendered_dataset_dir):
+  import shutil  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path / "data")
+  shutil.copytree(rendered_dataset_dir, data_dir)
+  shard = sorted(tf.io.gfile.glob(os.path.join(data_dir,
+                                               "nsynth-train.tfrecord-*")))[-1]
+  with open(shard, "r+b") as f:  # Cut in the middle of a record.
+    f.truncate(os.path.getsize(shard) // 2 + 1001)
+  args = [f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run",
+          "--train_steps=2", "--checkpoint_every=2"] + TINY_FLAGS
+  rc, _, err = _run(args)
+  assert rc == 2, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("train.py: error: corrupt or truncated TFRecord "
+                         f"file: {shard} ("), last
+  assert "--skip_corrupt" in last and "data_prep.render" in last
+  assert [p for p in tf.io.gfile.glob(os.path.join(data_dir, "*train*"))
+          if p in last] == [shard]  # Only the bad shard is named.
+
+  rc, out, err = _run(args + ["--skip_corrupt"])
+  assert rc == 0, err[-3000:]
+  assert "Trained to step 2" in out
+  assert json.load(open(tmp_path / "run" / "flags.json"))["skip_corrupt"]
+
+
 def _fixed_batch_trainer(data_dir, **kwargs):
   config = _tiny_config(data_dir, objective="soft_rank", seed=1, **kwargs)
   trainer = training.Trainer(config)
