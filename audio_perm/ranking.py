@@ -1,16 +1,18 @@
 """Differentiable ranking and sorting, graph-native TensorFlow.
 
 Soft ranks and soft sorts ("Fast Differentiable Sorting and Ranking", Blondel
-et al. 2020) with exactly the semantics and signature of the fast-soft-sort
-library, plus hard ranks, perturbed ranks and a Fenchel-Young ranking loss
-(Berthet et al. 2020), and Keras 3 wrappers.
+et al., ICML 2020) with the signature and semantics of the paper's reference
+operators (`soft_rank(values, direction, regularization_strength,
+regularization)`, 1-based ranks, "l2" and "kl"), so that code written for
+them runs unchanged; plus hard ranks, perturbed ranks and a Fenchel-Young
+ranking loss (Berthet et al., NeurIPS 2020), and Keras 3 wrappers.
 
 Conventions
 -----------
 * `values` are `[batch, n]`; any number of leading dimensions is allowed and
   the ranking is always along the last axis. float16 / bfloat16 inputs are
   computed in float32 and cast back; integer inputs are ranked as float32.
-* Ranks are 1-BASED as in fast-soft-sort: with `direction="ASCENDING"` the
+* Ranks are 1-BASED: with `direction="ASCENDING"` the
   smallest value gets rank 1 and the largest rank n. (The data pipeline's
   targets are 0-based; add 1 before comparing with anything here.)
 * `soft_sort(..., direction="ASCENDING")` returns the values sorted ascending.
@@ -61,19 +63,23 @@ few O(n) operations on the saved partition. Forward and backward are
 XLA-compiled functions (jit_compile=True) even inside a graph that is not: the
 TensorFlow kernels' per-op overhead would otherwise dominate at these sizes.
 Both are exact (to rounding) away from the measure-zero set where the
-partition changes; there, as in fast-soft-sort, the blocks of the computed
-solution define the (one-sided) derivative. One difference: for soft_sort
-with "kl" the gradient here is the exact one (softmax over the block's
-values); fast-soft-sort's weights it by a softmax of the rank weights.
+partition changes; there the blocks of the computed solution define the
+(one-sided) derivative. For soft_sort with "kl" the weights are the softmax
+of the block's values, which finite differences confirm.
 
-Alternatives measured (benchmarks/ranking.py times the first): a batched
-sequential pool-adjacent-violators loop (tf.while_loop over items and merges)
-is several times slower than this for n <= 64, as its per-iteration work is
-tiny; rounds of parallel pooling (every violating pair at once, a handful of
-rounds) need a scan per round and were about twice as slow as the one-pass
-min-max partition; a sort-based version with dense [n, n] block masks was an
-order of magnitude slower. Work is O(n^2) per row, so for n in the hundreds a
-sequential numba loop outruns it; see the benchmark for the scaling.
+Alternatives measured while choosing this (2 loaded CPU cores, float32,
+forward+backward at [2048, 32] unless said): a batched sequential
+pool-adjacent-violators loop (tf.while_loop over items and merges; the
+benchmark keeps it) takes ~6x this one's forward time, its per-iteration work
+being tiny; rounds of parallel pooling (all violating pairs at once, a
+handful of rounds, each needing a scan) took 3-5x; sorting with XLA's sort
+alone took longer than this whole forward pass; dense [n, n] block masks in
+float were ~20x. XLA on CPU recomputes fused producers in each consumer, so
+the partition is kept behind a cumulative sum and the pairwise counts are
+unrolled column by column; those choices were each timed. Work is O(n^2) per
+row: up to n = 32 this is faster than a compiled sequential loop called from
+the graph, at n = 64 it takes about twice as long, and the gap grows with n
+(see benchmarks/ranking.py for the figures).
 
 Precision: block statistics are accumulated in float64 for every input
 dtype; the partition's range values are compared in the input precision for
@@ -623,7 +629,7 @@ def _soft_sort_backward(upstream, pos, start, end, weight):
 
 def soft_rank(values, direction="ASCENDING", regularization_strength=1.0,
               regularization="l2"):
-  r"""Soft ranks along the last axis (fast-soft-sort semantics).
+  r"""Soft ranks along the last axis (Blondel et al. 2020).
 
   The projection of +-values / regularization_strength onto the permutahedron
   of (n, ..., 1) ("l2"), or its KL analogue ("kl"). As the strength goes to 0
@@ -676,7 +682,7 @@ def soft_rank(values, direction="ASCENDING", regularization_strength=1.0,
 
 def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
               regularization="l2"):
-  r"""Soft sort along the last axis (fast-soft-sort semantics).
+  r"""Soft sort along the last axis (Blondel et al. 2020).
 
   Example:
     soft_sort([[5., 1., 2.], [2., 1., 5.]], regularization_strength=1.0)
@@ -775,10 +781,11 @@ def _seed_tensor(seed):
   if seed is None:
     return tf.random.uniform([2], minval=0, maxval=2**31 - 1, dtype=tf.int32)
   if isinstance(seed, bool):
-    raise ValueError(f"seed must be None, an int or an int tensor of shape [2], "
-                     f"got {seed!r}.")
+    raise ValueError("seed must be None, an int or an int tensor of shape "
+                     f"[2], got {seed!r}.")
   if isinstance(seed, int):
-    return tf.constant([seed % (2**31 - 1), (seed // (2**31 - 1)) % (2**31 - 1)],
+    modulus = 2**31 - 1
+    return tf.constant([seed % modulus, (seed // modulus) % modulus],
                        tf.int32)
   seed = tf.convert_to_tensor(seed)
   if not seed.dtype.is_integer or seed.shape.rank != 1 or (

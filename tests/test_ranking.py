@@ -1,10 +1,10 @@
 """Tests for audio_perm.ranking against independent references.
 
 The reference is a sequential pool-adjacent-violators solver in numpy, written
-here from the definition of the problem (the algorithm of fast-soft-sort: sort,
-isotonic regression, un-sort), with its vector-Jacobian product written by
-hand. XLA compiles one program per (shape, dtype, direction, regularization),
-so the tests share a few shapes.
+here from the definition of the problem (Blondel et al. 2020: sort, isotonic
+regression, un-sort), with its vector-Jacobian product written by hand. XLA
+compiles one program per (shape, dtype, direction, regularization), so the
+tests share one [4, 7] shape where they can.
 """
 
 import math
