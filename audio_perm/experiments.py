@@ -1,7 +1,7 @@
 r"""The paper's study, end to end: pretraining grid, evaluations, report.
 
   python -m audio_perm.experiments --scale=smoke --out=/tmp/smoke
-  python -m audio_perm.experiments --scale=cpu --out=docs/results \
+  python -m audio_perm.experiments --scale=cpu --out=runs/study_cpu \
       --report=docs/results.md
   python -m audio_perm.experiments --scale=paper --out=/big/disk/paper \
       --data_dir=DIR
@@ -33,7 +33,9 @@ frequency = Fig. 3's perturbed_fy at n = 10 (likewise classification at
 n = 10 in Table I and Fig. 3), and an encoder in Fig. 2 gets one evaluation
 covering its Table I regime and Fig. 2's.
 
-Where things go (under --out):
+Where things go (under --out; runs/ is git-ignored, so --out=runs/NAME keeps
+the ~10 MB of checkpoints per run out of the repository while --report puts
+the report and its plots where they are committed):
   runs/<name>/       a train.py model_dir, written by audio_perm.training.train
                      (flags.json, checkpoints, TensorBoard logs, encoder/) plus
                      summary.json (this harness: steps, time, the last logged
@@ -776,45 +778,57 @@ def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
   invocation = {"command": command, "scale": scale.name,
                 "start": datetime.datetime.now().isoformat(
                     timespec="seconds"),
-                "report_only": report_only}
-  if not report_only:
-    strategy = None
-    for step in _schedule(plan):
-      kind, name = step
-      if kind == "train":
-        if run_is_done(plan, name):
-          result["skipped"].append(f"train {name}")
-          continue
-        if strategy is None:
-          from audio_perm import distribute  # pylint: disable=g-import-not-at-top
-          strategy = distribute.get_strategy("auto")
-        log(f"[train] {name}")
-        tick = time.perf_counter()
-        summary = execute_run(plan, name, strategy, log=log)
-        log(f"[train] {name}: step {summary['step']}, valid partial-ranks "
-            f"accuracy {_fmt(summary['valid_partial_ranks_accuracy'])}, "
-            f"{time.perf_counter() - tick:.1f} s")
-      else:
-        if eval_is_done(plan, name):
-          result["skipped"].append(f"eval {name}")
-          continue
-        log(f"[eval] {name}")
-        tick = time.perf_counter()
-        execute_eval(plan, name, progress=progress)
-        log(f"[eval] {name}: {time.perf_counter() - tick:.1f} s")
-      result["executed"].append(f"{kind} {name}")
-      gc.collect()
-  invocation["executed"] = result["executed"]
-  invocation["wall_seconds"] = time.time() - wall_start
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "invocations.jsonl"), "a") as f:
-    f.write(json.dumps(invocation) + "\n")
+                "report_only": report_only, "estimate_seconds": estimate}
+  try:
+    if not report_only:
+      _execute(plan, result, progress, log)
+  finally:
+    # Logged even when interrupted, so the report's wall time counts it.
+    invocation["executed"] = result["executed"]
+    invocation["wall_seconds"] = time.time() - wall_start
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "invocations.jsonl"), "a") as f:
+      f.write(json.dumps(invocation) + "\n")
   result["report"] = write_report(plan, report_path)
   result["wall_seconds"] = time.time() - wall_start
   log(f"Report: {result['report']} ({len(result['executed'])} executed, "
       f"{len(result['skipped'])} already done, "
       f"{_fmt_duration(result['wall_seconds'])}).")
   return result
+
+
+def _execute(plan, result, progress, log):
+  """Trains and evaluates what is not done yet, in schedule order."""
+  strategy = None
+  for kind, name in _schedule(plan):
+    if kind == "train":
+      if run_is_done(plan, name):
+        result["skipped"].append(f"train {name}")
+        continue
+      if strategy is None:
+        strategy = _strategy()
+      log(f"[train] {name}")
+      tick = time.perf_counter()
+      summary = execute_run(plan, name, strategy, log=log)
+      log(f"[train] {name}: step {summary['step']}, valid partial-ranks "
+          f"accuracy {_fmt(summary['valid_partial_ranks_accuracy'])}, "
+          f"{time.perf_counter() - tick:.1f} s")
+    else:
+      if eval_is_done(plan, name):
+        result["skipped"].append(f"eval {name}")
+        continue
+      log(f"[eval] {name}")
+      tick = time.perf_counter()
+      execute_eval(plan, name, progress=progress)
+      log(f"[eval] {name}: {time.perf_counter() - tick:.1f} s")
+    result["executed"].append(f"{kind} {name}")
+    gc.collect()
+
+
+def _strategy():
+  """One strategy for every run: "auto" (mirrored over several GPUs)."""
+  from audio_perm import distribute  # pylint: disable=g-import-not-at-top
+  return distribute.get_strategy("auto")
 
 
 def _schedule(plan):
@@ -1359,7 +1373,10 @@ def write_report(plan, report_path):
       f"- wall time: {_fmt_duration(wall)} over {len(invocations)} "
       f"invocation(s) (pretraining {_fmt_duration(train_seconds)}, "
       f"evaluations {_fmt_duration(eval_seconds)}, the rest data and "
-      "report)")
+      "report)" + (f"; estimated beforehand: "
+                   f"{_fmt_duration(invocations[0]['estimate_seconds'])}"
+                   if invocations and invocations[0].get("estimate_seconds")
+                   else ""))
   lines.append(f"- runs: {len(plan.runs)} pretraining runs, "
                f"{len(plan.evals)} evaluations; outputs under "
                f"`{plan.out_dir}` (runs/, evals/)")
