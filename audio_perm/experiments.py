@@ -749,6 +749,8 @@ def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
   data_dir = os.path.abspath(data_dir)
   plan = make_plan(scale, out_dir, data_dir, table2_objective)
   _check_same_study(plan, out_dir, dry_run or report_only)
+  if not (dry_run or report_only):
+    check_data_size(plan)
 
   estimate, counts = estimate_seconds(plan)
   total, total_counts = estimate_seconds(plan, only_pending=False)
@@ -795,6 +797,23 @@ def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
       f"{len(result['skipped'])} already done, "
       f"{_fmt_duration(result['wall_seconds'])}).")
   return result
+
+
+def check_data_size(plan):
+  """ValueError before any training when the train split is too small for
+  the largest label count (the evaluation would refuse it only after the
+  runs)."""
+  from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+  builder = evaluation.open_dataset(dataset_dir=plan.data_dir)
+  needed = max(fig2_regimes(plan))
+  available = evaluation.split_size(builder, "train")
+  evaluation.split_size(builder, "test")
+  if available < needed:
+    raise ValueError(
+        f"data_dir={plan.data_dir!r} has {available} train notes; scale "
+        f"{plan.scale.name!r} draws up to {needed} labelled notes from it. "
+        "Render more notes (python -m data_prep.render --max_notes=N) or "
+        "omit --data_dir to let the harness render the scale's data.")
 
 
 def _execute(plan, result, progress, log):

@@ -206,3 +206,13 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   with pytest.raises(ValueError, match="holds a 'smoke' study"):
     experiments.run_experiments("cpu", out, data_dir=rendered_dataset_dir,
                                 log=lambda m: None)
+
+
+def test_too_small_data_is_refused_before_any_training(tmp_path,
+                                                        rendered_dataset_dir):
+  with pytest.raises(ValueError, match=r"has \d+ train notes; scale 'cpu' "
+                                       r"draws up to 2000"):
+    experiments.run_experiments("cpu", str(tmp_path / "study"),
+                                data_dir=rendered_dataset_dir,
+                                log=lambda m: None)
+  assert not os.path.exists(tmp_path / "study" / "runs")
