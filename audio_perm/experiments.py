@@ -66,6 +66,9 @@ Scales (`SCALES`; the report lists what each reduces against the paper):
   cpu    bounded for 2 CPU cores (<= 75 minutes, estimate printed first).
   paper  the paper's setting, for accelerators (width 1.0, Adam, lr 1e-6,
          batch 32, 1000 epochs of NSynth's 289,205 training notes, 3 seeds).
+         Give it NSynth itself: --data_dir=a folder dataset converted from
+         Magenta's release by `python -m data_prep.convert` (its default
+         data would be every note of the soundfont, ~40,000 notes, 10 GB).
 """
 
 import dataclasses
@@ -652,14 +655,15 @@ def _pretext_accuracy(trainer, config):
   return float(np.mean(values)), int(values.size)
 
 
-def execute_run(plan, name, strategy=None, log=print):
+def execute_run(plan, name, strategy=None, log=print, progress=False):
   """Trains (or resumes) one run and writes its summary.json."""
   from audio_perm import training  # pylint: disable=g-import-not-at-top
   run = plan.runs[name]
   start = time.perf_counter()
   previous = _read_json(os.path.join(plan.run_dir(name), SUMMARY_FILENAME))
-  result = training.train(dataclasses.replace(run.config), strategy,
-                          log=lambda message: log(f"  {message}"))
+  # verbose (the progress bar) is a runtime field: flags.json ignores it.
+  result = training.train(dataclasses.replace(run.config, verbose=progress),
+                          strategy, log=lambda message: log(f"  {message}"))
   accuracy, count = _pretext_accuracy(result["trainer"], run.config)
   seconds = time.perf_counter() - start
   history = result["history"]
@@ -828,7 +832,7 @@ def _execute(plan, result, progress, log):
         strategy = _strategy()
       log(f"[train] {name}")
       tick = time.perf_counter()
-      summary = execute_run(plan, name, strategy, log=log)
+      summary = execute_run(plan, name, strategy, log=log, progress=progress)
       log(f"[train] {name}: step {summary['step']}, valid partial-ranks "
           f"accuracy {_fmt(summary['valid_partial_ranks_accuracy'])}, "
           f"{time.perf_counter() - tick:.1f} s")
