@@ -68,18 +68,19 @@ partition changes; there the blocks of the computed solution define the
 of the block's values, which finite differences confirm.
 
 Alternatives measured while choosing this (2 loaded CPU cores, float32,
-forward+backward at [2048, 32] unless said): a batched sequential
-pool-adjacent-violators loop (tf.while_loop over items and merges; the
-benchmark keeps it) takes ~6x this one's forward time, its per-iteration work
-being tiny; rounds of parallel pooling (all violating pairs at once, a
-handful of rounds, each needing a scan) took 3-5x; sorting with XLA's sort
-alone took longer than this whole forward pass; dense [n, n] block masks in
-float were ~20x. XLA on CPU recomputes fused producers in each consumer, so
-the partition is kept behind a cumulative sum and the pairwise counts are
-unrolled column by column; those choices were each timed. Work is O(n^2) per
-row: up to n = 32 this is faster than a compiled sequential loop called from
-the graph, at n = 64 it takes about twice as long, and the gap grows with n
-(see benchmarks/ranking.py for the figures).
+[2048, 32] unless said): a batched sequential pool-adjacent-violators loop
+(tf.while_loop over items and merges; the benchmark keeps it) takes ~5x this
+forward pass, its per-iteration work being tiny; rounds of parallel pooling
+(all violating pairs at once, a handful of rounds, each needing a scan) took
+3-5x forward+backward; sorting with XLA's sort alone took longer than this
+whole forward pass; dense [n, n] block masks in float were ~20x. XLA on CPU
+may recompute a fused producer in each of its consumers, so the pairwise
+counts are unrolled column by column and the block bounds come from a
+segment minimum (pairwise counts there were 1.3x slower at n = 32, 2x at
+n = 64); each choice was timed. Work is O(n^2) per row: up to n = 32 this is
+faster than a compiled sequential loop called from the graph, at n = 64 it
+takes about 1.7x as long, and the gap grows with n (see benchmarks/ranking.py
+for the figures).
 
 Precision: block statistics are accumulated in float64 for every input
 dtype; the partition's range values are compared in the input precision for
@@ -319,12 +320,10 @@ def _suffix_mass(a):
       offset, scale = step(offset, scale, shift)
       shift *= 2
   else:
-    def body(shift, offset, scale):
-      return (shift * 2,) + step(offset, scale, shift)
-
-    _, offset, scale = tf.while_loop(
-        lambda shift, *_: shift < tf.shape(a)[-1], body,
-        (tf.constant(1), offset, scale))
+    # Unknown n (shifts must be static under XLA): the same sums from
+    # suffix log-sum-exps (an O(n^2) reduce-window, slower but exact).
+    suffix = tf.math.cumulative_logsumexp(a, axis=-1, reverse=True)
+    offset = tf.exp(suffix - a)
   return tf.pad(offset, [[0, 0], [0, 1]])
 
 
@@ -364,11 +363,18 @@ def _block_starts(range_values, n, dtype):
     for j in range(n + 1):
       ending, starting = update(j, ending, starting)
   else:
+    chunk = 8  # cuts per iteration: a loop step per cut was 10% slower
+    num_cuts = tf.shape(after)[-1]
+
     def body(j, ending, starting):
-      return (j + 1,) + update(j, ending, starting)
+      for step in range(chunk):
+        # Cuts past the end repeat the last one (harmless for min / max).
+        ending, starting = update(tf.minimum(j + step, num_cuts - 1),
+                                  ending, starting)
+      return j + chunk, ending, starting
 
     _, ending, starting = tf.while_loop(
-        lambda j, *_: j < tf.shape(after)[-1], body,
+        lambda j, *_: j < num_cuts, body,
         (tf.constant(0), ending, starting))
   # No range ends at cut 0, so ending[:, 0] = inf and position 0 starts a
   # block. (A slice, not a concatenation: XLA would recompute the loop.)
@@ -441,10 +447,11 @@ def _lse_values(a, b, dtype):
 def _block_bounds(starts):
   """First and one-past-last sorted position of every position's block.
 
-  From the block index b = cumsum(starts): start = #{p : b_p < b_q} and
-  end = #{p : b_p <= b_q}, integer pairwise counts. (Going through the
-  cumulative sum also keeps XLA from fusing, and so recomputing, the
-  partition loop into every consumer.)
+  With b = cumsum(starts) the 1-based block of each position, a segment
+  minimum of the positions gives each block's first position; a block ends
+  where the next one starts. (A scatter, O(n) per row: pairwise counts or
+  running maxima were 2-4x slower, partly because XLA fused the partition
+  loop into them and recomputed it per use.)
 
   Args:
     starts: bool [M, n], True where a block starts (position 0 always).
@@ -452,12 +459,16 @@ def _block_bounds(starts):
   Returns:
     (start, end) int32 [M, n].
   """
-  block = tf.cumsum(tf.cast(starts, tf.int32), axis=-1)  # [M, n]
-  other = block[:, None, :]  # [M, 1, p]
-  mine = block[:, :, None]  # [M, q, 1]
-  start = tf.reduce_sum(tf.cast(other < mine, tf.int32), axis=-1)
-  end = tf.reduce_sum(tf.cast(other <= mine, tf.int32), axis=-1)
-  return start, end
+  block = tf.cumsum(tf.cast(starts, tf.int32), axis=-1)  # [M, n], 1-based
+  shape = tf.shape(starts)
+  rows, n = shape[0], shape[1]
+  index = tf.broadcast_to(tf.range(n)[None, :], shape)
+  segment = block - 1 + n * tf.range(rows)[:, None]  # [M, n]
+  first = tf.math.unsorted_segment_min(
+      tf.reshape(index, [-1]), tf.reshape(segment, [-1]), rows * n)
+  first = tf.minimum(tf.reshape(first, shape), n)  # unused blocks: n
+  first = tf.pad(first, [[0, 0], [0, 1]], constant_values=n)  # [M, n + 1]
+  return _gather(first, block - 1), _gather(first, block)
 
 
 def _bounded_gaps(u, strength):

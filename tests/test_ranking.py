@@ -211,6 +211,40 @@ def test_gradient_matches_finite_differences(op, regularization):
   np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
 
 
+def test_long_rows_and_unknown_length():
+  """n > 32 (a while loop over cuts) and a trace with an unknown n.
+
+  Between them the two cases cover both ops and both kinds of range values.
+  """
+  rng = np.random.default_rng(12)
+  x = rng.normal(size=(2, 40)) * np.array([[1.0], [10.0]])
+  upstream = rng.normal(size=x.shape)
+  for op, ref, regularization in ((ranking.soft_rank, ref_soft_rank, "l2"),
+                                  (ranking.soft_sort, ref_soft_sort, "kl")):
+    y, grad = _value_and_vjp(op, x, upstream, regularization=regularization)
+    for row in range(2):
+      expected, vjp = ref(x[row], "ASCENDING", 1.0, regularization)
+      np.testing.assert_allclose(y[row], expected, rtol=1e-9, atol=1e-9)
+      np.testing.assert_allclose(grad[row], vjp(upstream[row]), rtol=1e-9,
+                                 atol=1e-9)
+
+  def mixed(v):
+    outputs = []
+    for op, regularization in ((ranking.soft_rank, "kl"),
+                               (ranking.soft_sort, "l2")):
+      with tf.GradientTape() as tape:
+        tape.watch(v)
+        y = op(v, "DESCENDING", 0.5, regularization)
+      outputs += [y, tape.gradient(y, v, output_gradients=v * v)]
+    return outputs
+
+  x = tf.constant(_values(np.float64))
+  unknown = tf.function(
+      mixed, input_signature=[tf.TensorSpec([None, None], tf.float64)])
+  for e, g in zip(mixed(x), unknown(x)):
+    np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
 def test_limits(regularization):
   x = _values(np.float64)[[0, 2, 0, 2]]  # distinct values
