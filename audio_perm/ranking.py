@@ -34,9 +34,9 @@ is s - v, with v the decreasing isotonic regression of s - w ("l2") or its KL
 analogue ("kl"). soft_sort is the same isotonic problem with the roles of
 w / strength and s swapped. An isotonic solution is constant on blocks of
 consecutive sorted positions; the value of a block [j, k) is mean(y[j:k])
-("l2") or logsumexp(s[j:k]) - logsumexp(w'[j:k]) ("kl"). Everything here is
-fixed-shape, loop-free or with static loops, so it runs unchanged in eager
-mode, tf.function, XLA, tf.data, tf.distribute and a SavedModel:
+("l2") or logsumexp(s[j:k]) - logsumexp(w'[j:k]) ("kl"). Nothing here has a
+data-dependent shape or trip count, so it runs unchanged in eager mode,
+tf.function, XLA, tf.data, tf.distribute and a SavedModel:
 
 1. Sort by pairwise integer comparisons (position = number of items ahead),
    O(n^2) but vectorised; XLA's CPU sort is several times slower here.
@@ -52,10 +52,11 @@ mode, tf.function, XLA, tf.data, tf.distribute and a SavedModel:
    sums of exp relative to the range start (kl, never underflowing or
    cancelling); one pass over the n + 1 range starts keeps the running
    minimum / maximum per cut, elementwise over [batch, n + 1], which XLA
-   fuses into one vectorised loop (unrolled up to n = 32, a while loop above).
-4. Block bounds from integer counts, block statistics from prefix sums, each
-   output taken relative to its block (singleton blocks give exact hard
-   ranks), and the un-sort as a gather.
+   fuses into one vectorised loop (unrolled up to n = 32, a while loop over
+   chunks of 8 cuts above).
+4. Block bounds from a segment minimum of positions, block statistics from
+   float64 prefix sums, each output taken relative to its block (singleton
+   blocks give exact hard ranks), and the un-sort as a gather.
 
 The gradient is analytic (tf.custom_gradient): the vector-Jacobian product of
 the isotonic step is block averaging (l2) or block-softmax weighting (kl), a
