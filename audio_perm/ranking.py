@@ -392,11 +392,16 @@ def _column(x, j):
 def _mean_values(y, dtype):
   """range_values for l2: the mean of y over each range.
 
-  Prefix sums of y minus its row mean, in `dtype`: a wrong decision at a
-  near-tie moves the output by no more than that rounding error.
+  Prefix sums of y minus its row mean, compared in `dtype`: a wrong decision
+  at a near-tie moves the output by no more than that rounding error.
+
+  Returns:
+    (range_values, block_mean) where block_mean(start, end) is the mean of
+    y over [start, end) from the same (work dtype) prefix sums.
   """
-  centred = y - tf.reduce_mean(y, axis=-1, keepdims=True)
-  prefix = tf.cast(_prefix(centred), dtype)  # [M, n + 1]
+  mean = tf.reduce_mean(y, axis=-1, keepdims=True)
+  exact = _prefix(y - mean)  # [M, n + 1], work dtype
+  prefix = tf.cast(exact, dtype)
   n = y.shape[-1]
   cuts = tf.cast(tf.range(n + 1 if n is not None else tf.shape(prefix)[-1]),
                  dtype)[None, :]
@@ -409,7 +414,11 @@ def _mean_values(y, dtype):
     before = (at_j - prefix) / tf.maximum(j - cuts, 1.0)
     return after, before
 
-  return range_values
+  def block_mean(start, end):
+    total = _gather(exact, end) - _gather(exact, start)
+    return total / tf.cast(end - start, exact.dtype) + mean
+
+  return range_values, block_mean
 
 
 def _lse_values(a, b, dtype):
@@ -552,11 +561,10 @@ def _soft_rank_forward(x, strength, sign, kl):
     weight = tf.exp(theta - _block_logsumexp(theta, start, end))
     sorted_ranks = _weight_sum(start, end, n) * weight
   else:
-    y = theta - w
-    starts = _block_starts(_mean_values(y, x.dtype), x.shape[-1], x.dtype)
+    range_values, block_mean = _mean_values(theta - w, x.dtype)
+    starts = _block_starts(range_values, x.shape[-1], x.dtype)
     start, end = _block_bounds(starts)
-    value = _segment_sum(y, start, end) / tf.cast(end - start, _WORK)
-    sorted_ranks = theta - value  # the projection: s - v
+    sorted_ranks = theta - block_mean(start, end)  # the projection: s - v
     weight = tf.zeros_like(theta)
   ranks = tf.cast(_gather(sorted_ranks, pos), x.dtype)
   return ranks, pos, order, start, end, tf.cast(weight, x.dtype)
@@ -618,7 +626,7 @@ def _soft_sort_forward(x, strength, sign, kl):
     # Blocks of iso(w / strength - u); scaled by min(1, strength) so that
     # neither term overflows (a positive scale keeps the blocks).
     y = tf.minimum(1.0 / strength, 1.0) * w - tf.minimum(strength, 1.0) * u
-    starts = _block_starts(_mean_values(y, _WORK), x.shape[-1], _WORK)
+    starts = _block_starts(_mean_values(y, _WORK)[0], x.shape[-1], _WORK)
     start, end = _block_bounds(starts)
     count = tf.cast(end - start, _WORK)
     mean_u = tf.where(tf.equal(end - start, 1), u,

@@ -210,7 +210,7 @@ def while_loop_soft_rank(values, strength=1.0):
 # Timing.
 
 
-def _interleaved_medians(callables, min_time_s, min_rounds=15, warmup=3):
+def _interleaved_medians(callables, min_time_s, min_rounds=40, warmup=3):
   """Median wall-clock ms per call of each callable, timed round-robin.
 
   Taking turns (rather than timing one implementation after another) keeps
