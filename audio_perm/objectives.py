@@ -9,7 +9,7 @@ permutations.
 Objectives (`OBJECTIVES`), on the model's head output:
   * "soft_rank": 0.5 * ||soft_rank(scores) - (ranks + 1)||^2, the Fast Soft
     Ranking loss (Blondel et al. 2020). audio_perm.ranking returns 1-based
-    ranks (1..n) as in fast-soft-sort, so the 0-based targets are shifted by
+    ranks (1..n), so the 0-based targets are shifted by
     one; `regularization` ("l2" or "kl") and `regularization_strength` set the
     soft rank.
   * "perturbed_fy": the Fenchel-Young loss of perturbed ranks (Berthet et al.

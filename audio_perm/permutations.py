@@ -8,7 +8,7 @@ Conventions (used everywhere in the package):
     the permutation itself (ranks == perm), so the identity has ranks
     (0, 1, ..., n-1); `unshuffle_patches(shuffled, ranks)` puts the patches
     back with original[ranks[i]] = shuffled[i].
-  * audio_perm.ranking uses 1-based ranks (1..n) as in fast-soft-sort; add 1
+  * audio_perm.ranking uses 1-based ranks (1..n); add 1
     to these targets before comparing with its outputs.
 
 Fixed sets (the classification baseline, Noroozi & Favaro 2016):
