@@ -51,11 +51,11 @@ import json
 import os
 import re
 import shutil
-import sys
 import wave
 
 import numpy as np
 
+from data_prep import cli
 from data_prep import nsynth
 
 STAGING_DIRNAME = ".convert_staging"
@@ -465,28 +465,13 @@ def _define_flags():
   flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
-def _fail(message):
-  """Prints one error line on stderr and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags_or_exit(argv):
-  """absl flag parsing that reports a bad flag in one line, exit status 2."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e))
-
-
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}")
+    cli.fail(f"unexpected arguments {argv[1:]}")
   flag_values = flags.FLAGS
   if not flag_values.output_dir:
-    _fail("--output_dir is required.")
+    cli.fail("--output_dir is required.")
   try:
     convert(flag_values.input, flag_values.output_dir, flag_values.split,
             examples_per_shard=flag_values.examples_per_shard,
@@ -494,14 +479,14 @@ def main(argv):
             overwrite=flag_values.overwrite, seed=flag_values.seed,
             progress=flag_values.progress)
   except ValueError as e:
-    _fail(str(e).splitlines()[0])
+    cli.fail(str(e).splitlines()[0])
 
 
 def run():
   """Console entry point (audio-perm-convert)."""
   from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main, flags_parser=parse_flags_or_exit)
+  app.run(main, flags_parser=cli.parse_flags_or_exit)
 
 
 if __name__ == "__main__":

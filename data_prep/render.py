@@ -71,6 +71,7 @@ import time
 
 import numpy as np
 
+from data_prep import cli
 from data_prep import gm
 from data_prep import nsynth
 
@@ -837,28 +838,13 @@ def _define_flags():
   flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
-def _fail(message):
-  """Prints one error line on stderr and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags_or_exit(argv):
-  """absl flag parsing that reports a bad flag in one line, exit status 2."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e))
-
-
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}")
+    cli.fail(f"unexpected arguments {argv[1:]}")
   flag_values = flags.FLAGS
   if not flag_values.output_dir:
-    _fail("--output_dir is required.")
+    cli.fail("--output_dir is required.")
   try:
     render_dataset(flag_values.output_dir, soundfont=flag_values.soundfont,
                    max_notes=flag_values.max_notes, seed=flag_values.seed,
@@ -867,14 +853,14 @@ def main(argv):
                    overwrite=flag_values.overwrite,
                    progress=flag_values.progress)
   except (ValueError, ImportError) as e:
-    _fail(str(e))
+    cli.fail(str(e))
 
 
 def run():
   """Console entry point (audio-perm-render)."""
   from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main, flags_parser=parse_flags_or_exit)
+  app.run(main, flags_parser=cli.parse_flags_or_exit)
 
 
 if __name__ == "__main__":
