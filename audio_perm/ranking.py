@@ -134,6 +134,13 @@ def _check_strength(regularization_strength):
   return strength
 
 
+def _check_soft_args(direction, regularization, regularization_strength):
+  """Validates soft_rank/soft_sort's options; returns the strength (float)."""
+  _check_direction(direction)
+  _check_regularization(regularization)
+  return _check_strength(regularization_strength)
+
+
 def _check_noise(noise):
   if noise not in NOISES:
     raise ValueError(f"noise must be one of {NOISES}, got {noise!r}.")
@@ -676,9 +683,8 @@ def soft_rank(values, direction="ASCENDING", regularization_strength=1.0,
     ValueError: for an unknown direction / regularization, a non-positive
       strength, or values of rank < 2.
   """
-  _check_direction(direction)
-  _check_regularization(regularization)
-  strength = _check_strength(regularization_strength)
+  strength = _check_soft_args(direction, regularization,
+                              regularization_strength)
   rows, dtype, shape = _as_rows(values)
   if rows.shape[-1] == 0:
     return _restore(rows, dtype, shape)
@@ -724,9 +730,8 @@ def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
   Raises:
     ValueError: as soft_rank.
   """
-  _check_direction(direction)
-  _check_regularization(regularization)
-  strength = _check_strength(regularization_strength)
+  strength = _check_soft_args(direction, regularization,
+                              regularization_strength)
   rows, dtype, shape = _as_rows(values)
   if rows.shape[-1] == 0:
     return _restore(rows, dtype, shape)
@@ -974,10 +979,9 @@ class SoftRank(keras.layers.Layer):
   def __init__(self, direction="ASCENDING", regularization_strength=1.0,
                regularization="l2", **kwargs):
     super().__init__(**kwargs)
-    _check_direction(direction)
-    _check_regularization(regularization)
+    self.regularization_strength = _check_soft_args(
+        direction, regularization, regularization_strength)
     self.direction = direction
-    self.regularization_strength = _check_strength(regularization_strength)
     self.regularization = regularization
 
   def call(self, inputs):
@@ -1019,10 +1023,9 @@ class SoftRankLoss(keras.losses.Loss):
                regularization="l2", reduction="sum_over_batch_size",
                name="soft_rank_loss", dtype=None):
     super().__init__(name=name, reduction=reduction, dtype=dtype)
-    _check_direction(direction)
-    _check_regularization(regularization)
+    self.regularization_strength = _check_soft_args(
+        direction, regularization, regularization_strength)
     self.direction = direction
-    self.regularization_strength = _check_strength(regularization_strength)
     self.regularization = regularization
 
   def call(self, y_true, y_pred):
