@@ -16,3 +16,11 @@ def parse_flags_or_exit(argv):
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+
+
+def check_main_args(argv, output_dir):
+  """One error line for stray positional arguments or a missing --output_dir."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}")
+  if not output_dir:
+    fail("--output_dir is required.")

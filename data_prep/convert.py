@@ -467,11 +467,8 @@ def _define_flags():
 
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments {argv[1:]}")
   flag_values = flags.FLAGS
-  if not flag_values.output_dir:
-    cli.fail("--output_dir is required.")
+  cli.check_main_args(argv, flag_values.output_dir)
   try:
     convert(flag_values.input, flag_values.output_dir, flag_values.split,
             examples_per_shard=flag_values.examples_per_shard,

@@ -840,11 +840,8 @@ def _define_flags():
 
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments {argv[1:]}")
   flag_values = flags.FLAGS
-  if not flag_values.output_dir:
-    cli.fail("--output_dir is required.")
+  cli.check_main_args(argv, flag_values.output_dir)
   try:
     render_dataset(flag_values.output_dir, soundfont=flag_values.soundfont,
                    max_notes=flag_values.max_notes, seed=flag_values.seed,
