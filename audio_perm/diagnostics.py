@@ -1,0 +1,251 @@
+r"""What pretraining did to an encoder: collapse statistics and layer probes.
+
+  python -m audio_perm.diagnostics --model_dir=runs/default \
+      [--model_dir=runs/other ...] [--dataset_dir=DIR] [--num_labeled=1000] \
+      [--seeds=1] [--json=PATH]
+
+For each train.py run it compares the trained CFN with the SAME architecture
+at its initialisation seed (the "random twin": what the run started from),
+at two layers:
+
+  * conv: the per-patch backbone features concatenated in patch order, the
+    input of fc1;
+  * fc1: the embedding (what eval.py and the exported encoder give).
+
+For each (encoder, layer) it reports, on `num_labeled` notes of the train
+split:
+  * alive: the fraction of units that are positive on at least one note
+    (fc1 is a ReLU; a dead unit carries nothing);
+  * effective rank: exp(entropy of the normalised squared singular values of
+    the centred features) (Roy & Vetterli 2007): about how many directions
+    the notes spread along; a collapsed embedding has few;
+and the MLP probes of audio_perm.evaluation (the same subsets, the same probe)
+fitted on them and scored on the test split: instrument family and
+instrument accuracy, pitch MSE and pitch accuracy.
+
+This is how the study (docs/results.md) found where the pitch information of
+a frequency-band pretraining run is lost.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+LAYERS = ("conv", "fc1")
+CONCAT_LAYER = "concat"  # models.build_encoder's name for the fc1 input.
+DEFAULT_TASKS = ("instrument_family", "instrument", "pitch")
+
+
+def embedding_statistics(features):
+  """{"dim", "alive", "effective_rank"} of features [notes, dim].
+
+  alive: fraction of units positive on at least one note.
+  effective_rank: exp(H(p)), p_i = s_i^2 / sum s^2 over the singular values
+  s of the centred features; 0 when every note has the same features.
+  """
+  features = np.asarray(features, np.float64)
+  if features.ndim != 2 or features.shape[0] < 2:
+    raise ValueError(f"features must be [notes >= 2, dim], got shape "
+                     f"{features.shape}.")
+  alive = float(np.mean(np.max(features, axis=0) > 0))
+  centred = features - features.mean(axis=0, keepdims=True)
+  singular = np.linalg.svd(centred, compute_uv=False)
+  energy = singular ** 2
+  total = energy.sum()
+  if total <= 0:
+    rank = 0.0
+  else:
+    p = energy[energy > 0] / total
+    rank = float(np.exp(-np.sum(p * np.log(p))))
+  return {"dim": int(features.shape[1]), "alive": alive,
+          "effective_rank": rank}
+
+
+def layer_encoders(keras_encoder, config, prefix):
+  """FrozenEncoders "<prefix>/conv" and "<prefix>/fc1" of a CFN encoder.
+
+  Args:
+    keras_encoder: a models.build_encoder model.
+    config: its export.EncoderConfig (the waveform frontend).
+    prefix: name prefix.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+  from audio_perm import export  # pylint: disable=g-import-not-at-top
+
+  both = keras.Model(keras_encoder.input,
+                     [keras_encoder.get_layer(CONCAT_LAYER).output,
+                      keras_encoder.output])
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  def layers(waveforms):
+    return both(export.waveform_to_patches(waveforms, config), training=False)
+
+  encoders = []
+  for index, layer in enumerate(LAYERS):
+    def embed(waveforms, index=index):
+      return layers(waveforms)[index]
+    encoders.append(evaluation.FrozenEncoder(
+        f"{prefix}/{layer}", embed, {"kind": "layer", "layer": layer}))
+  return encoders
+
+
+def run_encoders(model_dir, compare_random=True):
+  """The layer encoders of a run (and of its random twin).
+
+  Raises:
+    ValueError: model_dir is not a train.py run with a checkpoint.
+  """
+  from audio_perm import training  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  trained, config = training.load_trained_encoder(model_dir)
+  encoders = layer_encoders(trained, config, f"{model_dir} trained")
+  if compare_random:
+    with open(os.path.join(model_dir, training.FLAGS_FILENAME)) as f:
+      seed = training.TrainConfig.from_dict(json.load(f)).seed
+    keras.utils.set_random_seed(seed)
+    twin = config.build_keras_encoder()
+    encoders = layer_encoders(twin, config, f"{model_dir} random") + encoders
+  return encoders
+
+
+@dataclasses.dataclass
+class DiagnosticsConfig:
+  model_dirs: Sequence[str]
+  dataset_dir: Optional[str] = None
+  num_labeled: int = 1000
+  seeds: int = 1
+  tasks: Sequence[str] = DEFAULT_TASKS
+  compare_random: bool = True
+  progress: bool = True
+
+
+def diagnose(config: DiagnosticsConfig) -> List[Dict]:
+  """One row per (encoder, layer): statistics and probe scores (seed means).
+
+  Raises:
+    ValueError (evaluation.EvaluationError included) for a bad run or data.
+  """
+  from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+  from audio_perm import probe  # pylint: disable=g-import-not-at-top
+  from data_prep import render  # pylint: disable=g-import-not-at-top
+
+  if not config.model_dirs:
+    raise ValueError("Give at least one --model_dir (a train.py run).")
+  if config.num_labeled < 2 or config.seeds < 1:
+    raise ValueError(f"num_labeled must be >= 2 and seeds >= 1, got "
+                     f"{config.num_labeled} and {config.seeds}.")
+  encoders = []  # Checks the runs before any data is read or rendered.
+  for model_dir in config.model_dirs:
+    encoders += run_encoders(model_dir, config.compare_random)
+  dataset_dir = config.dataset_dir or render.ensure_default_dataset()
+  builder = evaluation.open_dataset(dataset_dir=dataset_dir)
+  tasks = list(config.tasks)
+  train_labels = evaluation.read_labels(builder, "train", tasks,
+                                        progress=config.progress)
+  test_labels = evaluation.read_labels(builder, "test", tasks,
+                                       progress=config.progress)
+  subsets = evaluation.draw_subsets(train_labels, tasks, [config.num_labeled],
+                                    config.seeds)
+  indices = np.unique(np.concatenate(list(subsets.values())))
+  train, _, _ = evaluation.compute_embeddings(
+      builder, "train", encoders, indices=indices,
+      expected_labels=train_labels, progress=config.progress)
+  test, _, _ = evaluation.compute_embeddings(
+      builder, "test", encoders, expected_labels=test_labels,
+      progress=config.progress)
+  stats_subset = subsets[(tasks[0], config.num_labeled, 0)]
+  rows = []
+  for encoder in encoders:
+    position = {index: i for i, index in enumerate(indices)}
+    features = train[encoder.name]
+    row = {"encoder": encoder.name.rsplit("/", 1)[0],
+           "layer": encoder.name.rsplit("/", 1)[1]}
+    row.update(embedding_statistics(
+        features[[position[i] for i in stats_subset]]))
+    for task in tasks:
+      for head in evaluation.TASKS[task].heads:
+        values = []
+        for seed in range(config.seeds):
+          subset = subsets[(task, config.num_labeled, seed)]
+          rows_of = [position[i] for i in subset]
+          result = probe.fit_and_score(
+              features[rows_of], train_labels[task][subset],
+              test[encoder.name], test_labels[task], head.task_type, seed)
+          values.append(result[head.metric])
+        row[f"{task}/{head.metric}"] = float(np.mean(values))
+    rows.append(row)
+  return rows
+
+
+def markdown_table(rows):
+  """The rows as a markdown table."""
+  metrics = [k for k in rows[0] if "/" in k]
+  header = ["encoder", "layer", "dim", "alive", "eff. rank"] + metrics
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+  for row in rows:
+    cells = [row["encoder"], row["layer"], str(row["dim"]),
+             f"{row['alive']:.2f}", f"{row['effective_rank']:.1f}"]
+    cells += [f"{row[m]:.1f}" if m.endswith("mse") else f"{row[m]:.3f}"
+              for m in metrics]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  """Command line: python -m audio_perm.diagnostics --model_dir=RUN ..."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  flags.DEFINE_multi_string("model_dir", None,
+                            "A train.py model_dir (repeat for several).")
+  flags.DEFINE_string("dataset_dir", None,
+                      "Folder dataset (default: the embedded default data).")
+  flags.DEFINE_integer("num_labeled", 1000, "Labelled notes per probe.")
+  flags.DEFINE_integer("seeds", 1, "Subset/probe seeds averaged.")
+  flags.DEFINE_list("tasks", list(DEFAULT_TASKS), "Downstream tasks.")
+  flags.DEFINE_bool("compare_random", True,
+                    "Also diagnose each run's architecture at its "
+                    "initialisation (the random twin).")
+  flags.DEFINE_string("json", None, "Also write the rows as JSON here.")
+  flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.mark_flags_as_required(["model_dir"])
+  flags_ = flags.FLAGS
+
+  def _main(args):
+    if len(args) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(args[1:])}")
+    if not flags_["verbosity"].present:
+      logging.set_verbosity(logging.ERROR)
+    from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+    unknown = [t for t in flags_.tasks if t not in evaluation.TASKS]
+    try:
+      if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from "
+                         f"{sorted(evaluation.TASKS)}.")
+      rows = diagnose(DiagnosticsConfig(
+          model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
+          num_labeled=flags_.num_labeled, seeds=flags_.seeds,
+          tasks=tuple(flags_.tasks), compare_random=flags_.compare_random,
+          progress=flags_.progress))
+    except ValueError as error:
+      print(f"audio_perm.diagnostics: error: {error}", file=sys.stderr)
+      sys.exit(2)
+    print(markdown_table(rows), flush=True)
+    if flags_.json:
+      with open(flags_.json, "w") as f:
+        json.dump(rows, f, indent=2)
+
+  app.run(_main, argv)
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  main()

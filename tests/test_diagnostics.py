@@ -1,0 +1,108 @@
+"""Tests for audio_perm.diagnostics: collapse statistics and layer probes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import diagnostics
+from audio_perm import export
+from audio_perm import models
+from audio_perm import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_effective_rank_counts_equally_spread_directions():
+  # Notes +-e_i for i < 3 in 6 dims: centred, three equal singular values.
+  eye = np.eye(6)[:3]
+  features = np.concatenate([eye, -eye])
+  stats = diagnostics.embedding_statistics(features)
+  assert stats["dim"] == 6
+  assert stats["effective_rank"] == pytest.approx(3.0)
+  assert stats["alive"] == pytest.approx(0.5)  # Units 3..5 are never > 0.
+
+
+def test_effective_rank_of_unequal_directions_is_the_entropy_formula():
+  # Variances 4:1 along two axes: p = (0.8, 0.2).
+  features = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+  p = np.array([0.8, 0.2])
+  expected = np.exp(-np.sum(p * np.log(p)))
+  assert diagnostics.embedding_statistics(features)["effective_rank"] == (
+      pytest.approx(expected))
+
+
+def test_identical_notes_have_rank_zero_and_bad_shapes_are_refused():
+  stats = diagnostics.embedding_statistics(np.ones((5, 4)))
+  assert stats["effective_rank"] == 0.0 and stats["alive"] == 1.0
+  with pytest.raises(ValueError, match="features must be"):
+    diagnostics.embedding_statistics(np.ones(5))
+  with pytest.raises(ValueError, match="features must be"):
+    diagnostics.embedding_statistics(np.ones((1, 4)))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, rendered_dataset_dir):
+  model_dir = str(tmp_path_factory.mktemp("diag_run"))
+  config = training.TrainConfig(
+      data_dir=rendered_dataset_dir, model_dir=model_dir, num_patches=4,
+      batch_size=4, width=1 / 16, embedding_dim=8, learning_rate=3e-3,
+      objective="mse", train_steps=3, checkpoint_every=3, log_every=1,
+      image_every=3, normalization="batch", seed=5, verbose=False)
+  training.train(config)
+  return model_dir, config
+
+
+def test_random_twin_is_the_run_at_initialisation(tiny_run):
+  model_dir, config = tiny_run
+  twin_conv, twin_fc1, trained_conv, trained_fc1 = (
+      diagnostics.run_encoders(model_dir))
+  assert twin_fc1.name == f"{model_dir} random/fc1"
+  assert trained_conv.name == f"{model_dir} trained/conv"
+  # The Trainer seeds and builds the network exactly as the run did at step 0.
+  initial = training.Trainer(config, tf.distribute.get_strategy()).encoder
+  waveforms = tf.random.stateless_normal([2, 16000], seed=[1, 2]) * 0.1
+  patches = export.waveform_to_patches(waveforms, config.encoder_config())
+  np.testing.assert_allclose(twin_fc1(waveforms).numpy(),
+                             initial(patches).numpy(), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(trained_fc1(waveforms).numpy(),
+                         twin_fc1(waveforms).numpy())
+  channels = models.backbone_channels(1 / 16)[-1]
+  assert twin_conv(waveforms).shape == (2, 4 * channels)
+  assert trained_fc1(waveforms).shape == (2, 8)
+
+
+def test_diagnose_reports_every_layer_of_both_encoders(tiny_run,
+                                                       rendered_dataset_dir):
+  model_dir, _ = tiny_run
+  rows = diagnostics.diagnose(diagnostics.DiagnosticsConfig(
+      model_dirs=[model_dir], dataset_dir=rendered_dataset_dir,
+      num_labeled=24, tasks=("instrument_family", "pitch"), progress=False))
+  assert [(r["encoder"], r["layer"]) for r in rows] == [
+      (f"{model_dir} random", "conv"), (f"{model_dir} random", "fc1"),
+      (f"{model_dir} trained", "conv"), (f"{model_dir} trained", "fc1")]
+  for row in rows:
+    assert 0.0 <= row["alive"] <= 1.0
+    assert 0.0 < row["effective_rank"] <= row["dim"]
+    assert 0.0 <= row["instrument_family/accuracy"] <= 1.0
+    assert 0.0 <= row["pitch/accuracy"] <= 1.0
+    assert row["pitch/mse"] > 0.0
+  table = diagnostics.markdown_table(rows)
+  assert table.count("\n") == len(rows) + 1
+  assert "| eff. rank |" in table
+
+
+def test_command_line_names_a_folder_that_is_not_a_run(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics",
+       f"--model_dir={tmp_path}", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("audio_perm.diagnostics: error: ")
+  assert str(tmp_path) in last and "flags.json" in last
+  assert "Traceback" not in proc.stderr
