@@ -5,7 +5,8 @@ r"""What pretraining did to an encoder: collapse statistics and layer probes.
       [--seeds=1] [--json=PATH]
 
 For each train.py run it compares the trained CFN with the SAME architecture
-at its initialisation seed (the "random twin": what the run started from),
+at its initialisation seed (the "random twin": what the run started from;
+runs sharing architecture and seed share one twin, named after the first),
 at two layers:
 
   * conv: the per-patch backbone features concatenated in patch order, the
@@ -95,8 +96,14 @@ def layer_encoders(keras_encoder, config, prefix):
   return encoders
 
 
-def run_encoders(model_dir, compare_random=True):
+def run_encoders(model_dir, compare_random=True, twins=None):
   """The layer encoders of a run (and of its random twin).
+
+  Args:
+    model_dir: a train.py model_dir.
+    compare_random: also return the random twin's layers (first).
+    twins: optional dict shared between calls; runs whose twin (same
+      architecture and seed) was already returned get no second copy.
 
   Raises:
     ValueError: model_dir is not a train.py run with a checkpoint.
@@ -108,9 +115,14 @@ def run_encoders(model_dir, compare_random=True):
   if compare_random:
     with open(os.path.join(model_dir, training.FLAGS_FILENAME)) as f:
       seed = training.TrainConfig.from_dict(json.load(f)).seed
+    key = json.dumps([config.to_dict(), seed], sort_keys=True)
+    if twins is not None and key in twins:
+      return encoders
     keras.utils.set_random_seed(seed)
     twin = config.build_keras_encoder()
     encoders = layer_encoders(twin, config, f"{model_dir} random") + encoders
+    if twins is not None:
+      twins[key] = model_dir
   return encoders
 
 
@@ -140,9 +152,9 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
   if config.num_labeled < 2 or config.seeds < 1:
     raise ValueError(f"num_labeled must be >= 2 and seeds >= 1, got "
                      f"{config.num_labeled} and {config.seeds}.")
-  encoders = []  # Checks the runs before any data is read or rendered.
+  encoders, twins = [], {}  # Runs are checked before data is read.
   for model_dir in config.model_dirs:
-    encoders += run_encoders(model_dir, config.compare_random)
+    encoders += run_encoders(model_dir, config.compare_random, twins)
   dataset_dir = config.dataset_dir or render.ensure_default_dataset()
   builder = evaluation.open_dataset(dataset_dir=dataset_dir)
   tasks = list(config.tasks)

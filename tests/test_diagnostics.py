@@ -90,6 +90,11 @@ def test_diagnose_reports_every_layer_of_both_encoders(tiny_run,
     assert 0.0 <= row["instrument_family/accuracy"] <= 1.0
     assert 0.0 <= row["pitch/accuracy"] <= 1.0
     assert row["pitch/mse"] > 0.0
+  # A second run with the same architecture and seed shares the twin.
+  assert len(diagnostics.run_encoders(model_dir, twins={})) == 4
+  twins = {}
+  diagnostics.run_encoders(model_dir, twins=twins)
+  assert len(diagnostics.run_encoders(model_dir, twins=twins)) == 2
   table = diagnostics.markdown_table(rows)
   assert table.count("\n") == len(rows) + 1
   assert "| eff. rank |" in table
