@@ -2,7 +2,7 @@ r"""What pretraining did to an encoder: collapse statistics and layer probes.
 
   python -m audio_perm.diagnostics --model_dir=runs/default \
       [--model_dir=runs/other ...] [--dataset_dir=DIR] [--num_labeled=1000] \
-      [--seeds=1] [--json=PATH]
+      [--seeds=1] [--energy_rule=frequency:10,time:10] [--json=PATH]
 
 For each train.py run it compares the trained CFN with the SAME architecture
 at its initialisation seed (the "random twin": what the run started from;
@@ -24,8 +24,10 @@ and the MLP probes of audio_perm.evaluation (the same subsets, the same probe)
 fitted on them and scored on the test split: instrument family and
 instrument accuracy, pitch MSE and pitch accuracy.
 
-This is how the study (docs/results.md) found where the pitch information of
-a frequency-band pretraining run is lost.
+With --energy_rule it also reports how much of the ordering pretext a rule
+with nothing learned solves: rank the patches by their mean log magnitude
+(energy_rule_accuracy). This is how the study (docs/results.md) found where
+pretraining loses downstream information.
 """
 
 import dataclasses
@@ -124,6 +126,65 @@ def run_encoders(model_dir, compare_random=True, twins=None):
     if twins is not None:
       twins[key] = model_dir
   return encoders
+
+
+def energy_rule_accuracy(dataset_dir, patching="frequency", num_patches=10,
+                         grid=None, split="valid", batch_size=64):
+  """Partial-ranks accuracy of ranking patches by their mean log magnitude.
+
+  A rule with nothing learned: the loudest patch is put first, the quietest
+  last (low bands and early slices of a note are louder). What it reaches is
+  the share of the ordering pretext that one energy number per patch solves,
+  with no information about the note's timbre or pitch.
+
+  Args:
+    dataset_dir: a folder dataset.
+    patching, num_patches, grid: the patches (patches.frontend).
+    split: split read in full.
+    batch_size: notes per batch.
+
+  Returns:
+    {"patching", "num_patches", "split", "notes", "accuracy", "chance"}.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  from audio_perm import objectives  # pylint: disable=g-import-not-at-top
+  from audio_perm import patches as patches_lib  # pylint: disable=g-import-not-at-top
+
+  dataset = data.waveform_dataset(data_dir=dataset_dir, split=split,
+                                  batch_size=batch_size, shuffle=False)
+
+  @tf.function
+  def correct(audio):
+    patches = patches_lib.frontend(tf.cast(audio, tf.float32), patching,
+                                   num_patches, grid)
+    energy = tf.reduce_mean(tf.reshape(
+        patches, [tf.shape(patches)[0], num_patches, -1]), axis=-1)
+    predicted = objectives.predicted_ranks(-energy)
+    target = tf.broadcast_to(tf.range(num_patches), tf.shape(predicted))
+    return tf.reduce_sum(objectives.partial_ranks_accuracy(predicted, target))
+
+  total, notes = 0.0, 0
+  for batch in dataset:
+    total += float(correct(batch["audio"]))
+    notes += int(batch["audio"].shape[0])
+  if not notes:
+    raise ValueError(f"Split {split!r} of {dataset_dir!r} has no notes.")
+  return {"patching": patching, "num_patches": int(num_patches),
+          "split": split, "notes": notes, "accuracy": total / notes,
+          "chance": 1.0 / num_patches}
+
+
+def parse_scheme(text):
+  """"frequency:10" -> ("frequency", 10); ValueError naming the text."""
+  from audio_perm import patches as patches_lib  # pylint: disable=g-import-not-at-top
+  patching, _, number = text.partition(":")
+  if patching not in patches_lib.SCHEMES or not number.isdigit() or (
+      int(number) < 2):
+    raise ValueError(f"--energy_rule entry {text!r} is not PATCHING:N with "
+                     f"PATCHING in {patches_lib.SCHEMES} and N >= 2, e.g. "
+                     "frequency:10.")
+  return patching, int(number)
 
 
 @dataclasses.dataclass
@@ -226,9 +287,12 @@ def main(argv=None):
   flags.DEFINE_bool("compare_random", True,
                     "Also diagnose each run's architecture at its "
                     "initialisation (the random twin).")
+  flags.DEFINE_list("energy_rule", [],
+                    "PATCHING:N schemes (e.g. frequency:10,time:10) for which "
+                    "to report the partial-ranks accuracy, on the valid "
+                    "split, of ranking patches by mean log magnitude.")
   flags.DEFINE_string("json", None, "Also write the rows as JSON here.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
-  flags.mark_flags_as_required(["model_dir"])
   flags_ = flags.FLAGS
 
   def _main(args):
@@ -238,22 +302,40 @@ def main(argv=None):
       logging.set_verbosity(logging.ERROR)
     from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
     unknown = [t for t in flags_.tasks if t not in evaluation.TASKS]
+    result = {}
     try:
       if unknown:
         raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from "
                          f"{sorted(evaluation.TASKS)}.")
-      rows = diagnose(DiagnosticsConfig(
-          model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
-          num_labeled=flags_.num_labeled, seeds=flags_.seeds,
-          tasks=tuple(flags_.tasks), compare_random=flags_.compare_random,
-          progress=flags_.progress))
+      schemes = [parse_scheme(text) for text in flags_.energy_rule]
+      if not flags_.model_dir and not schemes:
+        raise ValueError("Nothing to do: give --model_dir (a train.py run, "
+                         "repeatable) and/or --energy_rule=frequency:10.")
+      if schemes:
+        from data_prep import render  # pylint: disable=g-import-not-at-top
+        dataset_dir = flags_.dataset_dir or render.ensure_default_dataset()
+        result["energy_rule"] = [
+            energy_rule_accuracy(dataset_dir, patching, n)
+            for patching, n in schemes]
+      if flags_.model_dir:
+        result["rows"] = diagnose(DiagnosticsConfig(
+            model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
+            num_labeled=flags_.num_labeled, seeds=flags_.seeds,
+            tasks=tuple(flags_.tasks), compare_random=flags_.compare_random,
+            progress=flags_.progress))
     except ValueError as error:
       print(f"audio_perm.diagnostics: error: {error}", file=sys.stderr)
       sys.exit(2)
-    print(markdown_table(rows), flush=True)
+    for rule in result.get("energy_rule", []):
+      print(f"energy rule, {rule['patching']} x {rule['num_patches']}: "
+            f"partial-ranks accuracy {rule['accuracy']:.3f} on "
+            f"{rule['notes']} {rule['split']} notes (chance "
+            f"{rule['chance']:.3f})", flush=True)
+    if "rows" in result:
+      print(markdown_table(result["rows"]), flush=True)
     if flags_.json:
       with open(flags_.json, "w") as f:
-        json.dump(rows, f, indent=2)
+        json.dump(result, f, indent=2)
 
   app.run(_main, argv)
 

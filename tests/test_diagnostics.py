@@ -111,3 +111,54 @@ def test_command_line_names_a_folder_that_is_not_a_run(tmp_path):
   assert last.startswith("audio_perm.diagnostics: error: ")
   assert str(tmp_path) in last and "flags.json" in last
   assert "Traceback" not in proc.stderr
+
+
+def test_energy_rule_matches_numpy_ranking_of_band_energies(
+    rendered_dataset_dir):
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  from audio_perm import patches as patches_lib  # pylint: disable=g-import-not-at-top
+  result = diagnostics.energy_rule_accuracy(rendered_dataset_dir,
+                                            "frequency", 4, split="test",
+                                            batch_size=7)
+  hits, notes = 0, 0
+  for batch in data.waveform_dataset(data_dir=rendered_dataset_dir,
+                                     split="test", batch_size=32):
+    patches = patches_lib.frontend(batch["audio"], "frequency", 4).numpy()
+    energy = patches.reshape(len(patches), 4, -1).mean(-1)
+    ranks = np.argsort(np.argsort(-energy, axis=1, kind="stable"), axis=1)
+    hits += int((ranks == np.arange(4)).sum())
+    notes += len(patches)
+  assert result["notes"] == notes > 0
+  assert result["accuracy"] == pytest.approx(hits / (4 * notes), abs=1e-6)
+  assert result["chance"] == 0.25
+  # Low bands of real notes are louder: far above chance.
+  assert result["accuracy"] > 0.5
+
+
+def test_energy_rule_schemes_are_parsed_or_refused():
+  assert diagnostics.parse_scheme("time:10") == ("time", 10)
+  for bad in ("time", "bands:4", "frequency:1", "frequency:x"):
+    with pytest.raises(ValueError, match="PATCHING:N"):
+      diagnostics.parse_scheme(bad)
+
+
+def test_command_line_energy_rule_alone(rendered_dataset_dir, tmp_path):
+  path = tmp_path / "rule.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics",
+       f"--dataset_dir={rendered_dataset_dir}", "--energy_rule=time:4",
+       f"--json={path}", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "energy rule, time x 4: partial-ranks accuracy" in proc.stdout
+  import json  # pylint: disable=g-import-not-at-top
+  rule, = json.load(open(path))["energy_rule"]
+  assert rule["patching"] == "time" and rule["split"] == "valid"
+  nothing = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+  assert nothing.returncode == 2
+  assert nothing.stderr.strip().splitlines()[-1].startswith(
+      "audio_perm.diagnostics: error: Nothing to do")
