@@ -341,8 +341,17 @@ class Trainer:
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     finally:
       keras.mixed_precision.set_global_policy(previous_policy)
+    # The trainable weights reach the checkpoint through the optimizer (the
+    # backbone's nested layer lists are not tracked as checkpoint children);
+    # the variables no optimizer holds, BatchNorm's moving statistics, are
+    # listed by path, so that a resumed run and --export_only get them too.
+    # Models without any keep the checkpoint layout they always had.
+    extra = {}
+    statistics = {v.path: v for v in self.model.non_trainable_variables}
+    if statistics:
+      extra["non_trainable"] = statistics
     self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.optimizer, step=self.step)
+        model=self.model, optimizer=self.optimizer, step=self.step, **extra)
     self._train_function = None
 
   # --- the step -------------------------------------------------------------
@@ -424,7 +433,19 @@ class Trainer:
     latest = tf.train.latest_checkpoint(model_dir)
     if latest is None:
       return 0
-    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    status = self.checkpoint.restore(latest)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError:
+      if "non_trainable" in {name.split("/", 1)[0] for name, _ in
+                             tf.train.list_variables(latest)}:
+        raise
+      raise ValueError(
+          f"Checkpoint {latest!r} holds no BatchNorm moving statistics (it "
+          "was written before they were checkpointed), so it cannot be "
+          "resumed or re-exported faithfully; its encoder/ export, written "
+          "at the end of training, is complete. Retrain with --overwrite to "
+          "resume from checkpoints.") from None
     return int(self.step.numpy())
 
   def export(self, export_dir):
