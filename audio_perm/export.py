@@ -74,7 +74,7 @@ class EncoderConfig:
   grid: Optional[Tuple[int, int]] = None
   width: float = 0.125  # Small enough to train in minutes on a CPU.
   embedding_dim: int = 256
-  normalization: str = "example"
+  normalization: str = "batch"
   crop_frames: Optional[int] = None
   num_samples: int = spectrogram.NUM_SAMPLES
 

@@ -25,15 +25,18 @@ and pooling uses "same" padding and the stack ends in a global average pool, so
 the same code serves every scheme and any patch size >= 1 x 1.
 
 Normalisation after each convolution (`NORMALIZATIONS`):
-  * "example" (default): each channel is standardised over ALL the patches of
-    one example (positions of every patch), then scaled and shifted by
-    learned per-channel factors. The statistics do not depend on the order of
-    the patches, keep the relative level of the patches (the cue that orders
-    frequency bands; a per-patch or per-position normalisation such as
-    LayerNorm would erase it) and never mix examples, so replicas share
-    nothing and 1 or N replicas give the same update.
-  * "batch": synchronised BatchNorm (statistics all-reduced over replicas
-    under tf.distribute, so the update also matches, at some cost).
+  * "batch" (default): synchronised BatchNorm (statistics over every patch of
+    the global batch, all-reduced over replicas under tf.distribute, so 1 or
+    N replicas give the same update; moving averages at inference). The
+    statistics do not depend on the order of the patches and keep each
+    example's own levels.
+  * "example": each channel is standardised over ALL the patches of one
+    example (positions of every patch), then scaled and shifted by learned
+    per-channel factors. Order-invariant too, keeps the relative level of
+    the patches and never mixes examples (replicas share nothing), but it
+    removes every example's per-channel mean and scale at every layer, the
+    way instance normalisation removes style: pretrained embeddings kept
+    less of the instrument (docs/results.md, "Why").
   * "none": no normalisation (convolutions with biases).
 """
 
@@ -139,7 +142,7 @@ class PatchBackbone(keras.layers.Layer):
     normalization: one of NORMALIZATIONS.
   """
 
-  def __init__(self, num_patches, width=1.0, normalization="example",
+  def __init__(self, num_patches, width=1.0, normalization="batch",
                **kwargs):
     super().__init__(**kwargs)
     if normalization not in NORMALIZATIONS:
@@ -201,7 +204,7 @@ def _check_positive(name, value):
 
 
 def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
-                  normalization="example", channels=1, name="encoder"):
+                  normalization="batch", channels=1, name="encoder"):
   """The CFN encoder: patches -> embedding (the first fully connected layer).
 
   Args:
@@ -210,7 +213,7 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
     width: channel multiplier of the AlexNet-like backbone (1.0 = 96..384
       channels; 0.125, 12..48 channels, is train.py's CPU default).
     embedding_dim: size of the first fully connected layer, the embedding.
-    normalization: "example", "batch" (synchronised) or "none"; see the
+    normalization: "batch" (synchronised), "example" or "none"; see the
       module docstring.
     channels: channels of a patch (1 for a spectrogram).
     name: model name.
