@@ -45,7 +45,10 @@ the report and its plots where they are committed):
                      was made from;
   invocations.jsonl  one line per invocation: command, start, wall time, what
                      was executed;
-  results.md + PNGs  the report (--report elsewhere; the plots go beside it).
+  results.md + PNGs  the report (--report elsewhere; the plots go beside it);
+                     its Discussion is copied in from results_discussion.md
+                     beside it (REPORT_discussion.md), which a person writes
+                     and every rewrite keeps.
 
 Resuming: the same command again skips every run whose export is current and
 whose summary.json is written, and every evaluation whose JSON holds the same
@@ -159,8 +162,12 @@ class Scale:
     max_notes: notes rendered when the harness renders the data (None: every
       program x pitch x velocity of the soundfont).
     train_steps, batch_size, learning_rate, optimizer, width, embedding_dim,
-      perturbation_samples, num_permutations, checkpoint_every, log_every:
-      the pretraining runs (audio_perm.training.TrainConfig fields).
+      normalization, perturbation_samples, num_permutations,
+      checkpoint_every, log_every: the pretraining runs
+      (audio_perm.training.TrainConfig fields). normalization is "batch"
+      (the package default) at every scale, pinned here so that the study
+      does not move with the default; per-example statistics at every layer
+      ("example") lost instrument information (docs/results.md).
     num_patches: patches of Tables I and II and Fig. 2.
     num_patches_sweep: Fig. 3's values.
     pretrain_seeds: pretraining seeds of Table I's runs (and of the random
@@ -217,6 +224,7 @@ class Scale:
   seconds_per_supervised_model: float
   seconds_per_supervised_step: float
   optimizer: str = "adam"
+  normalization: str = "batch"
   num_permutations: int = 100
   num_patches: int = 10
   num_patches_sweep: Tuple[int, ...] = (4, 8, 10, 12)
@@ -415,7 +423,8 @@ def make_plan(scale, out_dir, data_dir, table2_objective="perturbed_fy"):
           optimizer=scale.optimizer, train_steps=scale.train_steps,
           checkpoint_every=scale.checkpoint_every, log_every=scale.log_every,
           image_every=scale.train_steps, width=scale.width,
-          embedding_dim=scale.embedding_dim, seed=seed, verbose=False)
+          embedding_dim=scale.embedding_dim,
+          normalization=scale.normalization, seed=seed, verbose=False)
       runs[name] = RunSpec(name, config, objective, patching, n, seed)
     return name
 
@@ -1212,6 +1221,16 @@ def machine_description():
           "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
+def discussion_path(report_path):
+  """Where a person's Discussion lives: REPORT_discussion.md beside REPORT.
+
+  The report is regenerated from the run folders at the end of every
+  invocation; the Discussion is kept in its own file and copied in, so a
+  rewrite never loses it.
+  """
+  return os.path.splitext(os.path.abspath(report_path))[0] + "_discussion.md"
+
+
 def write_report(plan, report_path):
   """Writes the markdown report and its PNG plots from what is on disk.
 
@@ -1240,7 +1259,8 @@ def write_report(plan, report_path):
   lines.append(f"- data: `{plan.data_dir}`" + (
       f" ({_dataset_line(dataset)})" if dataset else ""))
   lines.append(f"- pretraining: CFN width {scale.width:g}, embedding "
-               f"{scale.embedding_dim}, {scale.num_patches} patches, "
+               f"{scale.embedding_dim}, {scale.normalization} normalisation, "
+               f"{scale.num_patches} patches, "
                f"{scale.optimizer} at lr {scale.learning_rate:g}, batch "
                f"{scale.batch_size}, {scale.train_steps:,} steps; fixed "
                f"permutation sets of K = min({scale.num_permutations}, n!); "
@@ -1329,9 +1349,15 @@ def write_report(plan, report_path):
 
   lines += ["## Orderings (computed from the numbers above)", ""]
   lines += ordering_facts(plan)
-  lines += ["", "## Discussion", "",
-            "_To be written by a person after the run, from the orderings "
-            "above._", ""]
+  lines += ["", "## Discussion", ""]
+  discussion = discussion_path(report_path)
+  if os.path.exists(discussion):
+    with open(discussion) as f:
+      lines += [f.read().strip(), ""]
+  else:
+    lines += [f"_To be written by a person after the run, from the orderings "
+              f"above, in {os.path.basename(discussion)} beside this report "
+              f"(every rewrite of the report includes it)._", ""]
 
   # Every run and evaluation.
   lines += ["## Every run", "",

@@ -183,6 +183,17 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   assert f"(0 executed, {len(expected)} already done" in proc.stdout
   assert os.path.exists(tmp_path / "docs" / "fig2_pitch_mse.png")
   assert "| Pitch MSE |" in open(report_path).read()
+  assert "results_discussion.md beside this report" in open(
+      report_path).read()
+  # A person's discussion beside the report survives every rewrite.
+  with open(tmp_path / "docs" / "results_discussion.md", "w") as f:
+    f.write("The orderings agree, said nobody.\n")
+  experiments.run_experiments("smoke", out, data_dir=rendered_dataset_dir,
+                              report_path=report_path, report_only=True,
+                              log=lambda m: None)
+  rewritten = open(report_path).read()
+  assert "## Discussion\n\nThe orderings agree, said nobody.\n" in rewritten
+  assert "To be written by a person" not in rewritten
 
   # A lost evaluation and a lost summary: only those are redone, and the
   # finished run is not retrained (its checkpoint is untouched).
@@ -199,7 +210,10 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
                                      "summary.json")))["step"] == 2
   invocations = [json.loads(line) for line in open(
       os.path.join(out, "invocations.jsonl"))]
-  assert [len(i["executed"]) for i in invocations] == [len(expected), 0, 2]
+  assert [len(i["executed"]) for i in invocations] == [len(expected), 0, 0,
+                                                        2]
+  assert [i["report_only"] for i in invocations] == [False, False, True,
+                                                     False]
   assert f"--report={report_path}" in invocations[1]["command"]
 
   # Another scale in the same folder is refused with one clear message.
