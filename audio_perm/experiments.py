@@ -20,7 +20,10 @@ What is run (the grid of issue 6; Carr et al., IEEE SPL 2021):
     perturbed_fy, the paper's best; --table2_objective picks another) rather
     than chosen from Table I's results, so that the whole grid, its
     de-duplication and the time estimate are known up front; the report
-    states which Table I objective did best on our data.
+    states which Table I objective did best on our data. Beside it, the
+    same CFN untrained for each patch shape (random encoders built like the
+    time and time-frequency runs; frequency's is Table I's), so that the
+    table separates what the patch shape gives from what pretraining adds.
   * Fig. 3: num_patches 4, 8, 10, 12 on frequency bands, classification vs
     perturbed_fy. With n = 4 there are only 4! = 24 permutations, so the
     fixed set holds min(K, n!) of them.
@@ -379,6 +382,8 @@ class Plan:
   table1: Dict[str, List[str]]  # objective -> runs
   table1_random: List[str]  # eval names
   table2: Dict[str, List[str]]  # patching -> runs
+  # patching -> eval names of the untrained CFN with those patches.
+  table2_random: Dict[str, List[str]]
   fig3: Dict[Tuple[str, int], List[str]]  # (objective, n) -> runs
   fig2_pretrained: List[str]  # runs
 
@@ -457,6 +462,17 @@ def make_plan(scale, out_dir, data_dir, table2_objective="perturbed_fy"):
     random_names.append(name)
   evals["handcrafted"] = EvalSpec("handcrafted", "handcrafted", None,
                                   table_regime, scale.eval_seeds)
+  # Table II's random encoders: the same CFN as each patch shape's run,
+  # untrained, so that the table separates the patch shape from pretraining
+  # (frequency's is Table I's random encoder).
+  table2_random = {"frequency": random_names[:scale.sweep_seeds]}
+  for patching in PATCHINGS[1:]:
+    table2_random[patching] = []
+    for seed, run in enumerate(table2[patching]):
+      name = f"random_{patching}_s{seed}"
+      evals[name] = EvalSpec(name, "random", run, table_regime,
+                             scale.eval_seeds, encoder_seed=seed)
+      table2_random[patching].append(name)
   for name in runs:
     regimes = fig2_regimes if name in fig2_pretrained else table_regime
     evals[name] = EvalSpec(name, "run", name, regimes, scale.eval_seeds)
@@ -470,7 +486,8 @@ def make_plan(scale, out_dir, data_dir, table2_objective="perturbed_fy"):
   return Plan(scale=scale, out_dir=out_dir, data_dir=data_dir,
               table2_objective=table2_objective, runs=runs, evals=evals,
               table1=table1, table1_random=random_names, table2=table2,
-              fig3=fig3, fig2_pretrained=fig2_pretrained)
+              table2_random=table2_random, fig3=fig3,
+              fig2_pretrained=fig2_pretrained)
 
 
 # ------------------------------------------------------------------ state
@@ -702,7 +719,9 @@ def execute_eval(plan, name, progress=False):
   scale = plan.scale
   encoder = (os.path.join(plan.run_dir(spec.run), "encoder")
              if spec.encoder == "run" else spec.encoder)
-  architecture = plan.runs[plan.table1["perturbed_fy"][0]].config
+  # Baselines take Table I's CFN, or the run they stand beside (Table II).
+  architecture = plan.runs[spec.run if spec.run else
+                           plan.table1["perturbed_fy"][0]].config
   config = evaluation.EvalConfig(
       encoders=(encoder,), dataset_dir=plan.data_dir, tasks=scale.tasks,
       num_labeled=spec.num_labeled, seeds=spec.seeds,
@@ -1067,6 +1086,14 @@ def ordering_facts(plan):
          cells2, PAPER_TABLE2)
     fact("time > time_frequency", row, "time", "time_frequency", cells2,
          PAPER_TABLE2)
+  cells2_random = table_cells(plan, plan.table2_random, TABLE_ROWS)
+  both = {(row, (kind, column)): cell for kind, cells in
+          (("pretrained", cells2), ("random", cells2_random))
+          for (row, column), cell in cells.items()}
+  for row in paper_rows:
+    for patching in PATCHINGS:
+      fact(f"{patching}: pretrained > the same CFN untrained", row,
+           ("pretrained", patching), ("random", patching), both, {})
 
   lines.append("")
   lines.append("### Fig. 3 (the paper: perturbed_fy far above classification "
@@ -1293,6 +1320,12 @@ def write_report(plan, report_path):
   cells2 = table_cells(plan, columns2, list(TABLE_ROWS) + [PRETEXT_ROW])
   lines += _table(plan, columns2, list(TABLE_ROWS) + [PRETEXT_ROW], cells2,
                   PAPER_TABLE2)
+  lines += ["The same CFNs untrained (random encoder per patch shape; "
+            "frequency's is Table I's; ours only): what each patch shape "
+            "gives before any pretraining.", ""]
+  cells2_random = table_cells(plan, plan.table2_random, TABLE_ROWS)
+  lines += _table(plan, plan.table2_random, list(TABLE_ROWS), cells2_random,
+                  {})
 
   # Fig. 3.
   lines += ["## Fig. 3: number of frequency bands", ""]

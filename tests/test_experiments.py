@@ -57,6 +57,17 @@ def test_paper_grid_shares_runs_between_tables(tmp_path):
       100, 300, 1000, 3000)
   assert plan.evals["frequency_n10_soft_rank_s0"].num_labeled == (1000,)
   assert plan.evals["supervised_fig2"].num_labeled == (100, 300, 3000)
+  # Table II's random encoders: each patch shape's CFN untrained, per seed,
+  # built like that shape's run (frequency's is Table I's random encoder).
+  assert plan.table2_random["frequency"] == plan.table1_random
+  for patching in ("time", "time_frequency"):
+    names = plan.table2_random[patching]
+    assert names == [f"random_{patching}_s{seed}" for seed in range(3)]
+    for seed, name in enumerate(names):
+      spec = plan.evals[name]
+      assert (spec.encoder, spec.run, spec.encoder_seed) == (
+          "random", plan.table2[patching][seed], seed)
+      assert plan.runs[spec.run].config.patching == patching
 
 
 def test_table2_objective_moves_the_shared_runs(tmp_path):
@@ -158,6 +169,12 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   assert "| Instrument label accuracy | not evaluated at this scale |" in (
       report)
   assert "## Discussion" in report and "## Every run" in report
+  # The random time-slice CFN was built with time slices.
+  stored = json.load(open(os.path.join(out, "evals", "random_time_s0.json")))
+  assert '"architecture": {"patching": "time"' in json.dumps(stored)
+  assert "The same CFNs untrained" in report
+  assert re.search(r"- time: pretrained > the same CFN untrained on "
+                   r"Instrument family accuracy: (yes|no|tie) ", report)
   for name in plan.runs:
     assert f"| {name} |" in report
   for figure in ("fig2", "fig3"):
