@@ -110,8 +110,8 @@ def run_encoders(model_dir, compare_random=True, twins=None):
   Raises:
     ValueError: model_dir is not a train.py run with a checkpoint.
   """
+  from audio_perm import export  # pylint: disable=g-import-not-at-top
   from audio_perm import training  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
   trained, config = training.load_trained_encoder(model_dir)
   encoders = layer_encoders(trained, config, f"{model_dir} trained")
   if compare_random:
@@ -120,8 +120,7 @@ def run_encoders(model_dir, compare_random=True, twins=None):
     key = json.dumps([config.to_dict(), seed], sort_keys=True)
     if twins is not None and key in twins:
       return encoders
-    keras.utils.set_random_seed(seed)
-    twin = config.build_keras_encoder()
+    twin = export.random_encoder(config, seed=seed).encoder
     encoders = layer_encoders(twin, config, f"{model_dir} random") + encoders
     if twins is not None:
       twins[key] = model_dir
@@ -233,9 +232,9 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
       builder, "test", encoders, expected_labels=test_labels,
       progress=config.progress)
   stats_subset = subsets[(tasks[0], config.num_labeled, 0)]
+  position = {index: i for i, index in enumerate(indices)}
   rows = []
   for encoder in encoders:
-    position = {index: i for i, index in enumerate(indices)}
     features = train[encoder.name]
     row = {"encoder": encoder.name.rsplit("/", 1)[0],
            "layer": encoder.name.rsplit("/", 1)[1]}
