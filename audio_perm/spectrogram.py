@@ -63,6 +63,45 @@ def _check_frame_params(frame_length, frame_step, fft_length=None):
         " use fft_length >= frame_length.")
 
 
+def fit_length(waveform, num_samples=NUM_SAMPLES):
+  """Crops or zero-pads waveforms to `num_samples` samples, on graph.
+
+  The one pad/crop rule of the project (training records, exported encoders,
+  evaluation): the first `num_samples` samples are kept (NSynth notes start
+  at the onset) and shorter audio is zero-padded at the end.
+
+  Args:
+    waveform: float waveform [..., samples] (e.g. [samples] or
+      [batch, samples]); samples may be unknown statically. Cast to float32.
+    num_samples: target length, a positive int.
+
+  Returns:
+    float32 [..., num_samples].
+
+  Raises:
+    ValueError: if num_samples < 1 or the waveform is a scalar.
+  """
+  if int(num_samples) < 1:
+    raise ValueError(f"num_samples={num_samples} must be a positive integer.")
+  num_samples = int(num_samples)
+  waveform = tf.convert_to_tensor(waveform)
+  if waveform.dtype != tf.float32:
+    waveform = tf.cast(waveform, tf.float32)
+  rank = waveform.shape.rank
+  if rank is not None and rank < 1:
+    raise ValueError(
+        f"waveform must have shape [..., samples] (rank >= 1), got shape "
+        f"{waveform.shape}.")
+  waveform = waveform[..., :num_samples]
+  pad = [[0, num_samples - tf.shape(waveform)[-1]]]
+  if rank is None:
+    paddings = tf.concat([tf.zeros([tf.rank(waveform) - 1, 2], tf.int32),
+                          tf.convert_to_tensor(pad, tf.int32)], axis=0)
+    return tf.pad(waveform, paddings)
+  waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + pad)  # [..., S]
+  return tf.ensure_shape(waveform, waveform.shape[:-1] + [num_samples])
+
+
 def log_magnitude_spectrogram(waveform,
                               frame_length=FRAME_LENGTH,
                               frame_step=FRAME_STEP,

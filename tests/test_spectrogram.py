@@ -126,3 +126,34 @@ def test_standardize_per_example():
       x[:2].std((1, 2), keepdims=True) + 1e-5)
   np.testing.assert_allclose(got[:2], ref, atol=1e-4)
   np.testing.assert_array_equal(got[2], 0.0)
+
+
+@pytest.mark.parametrize("shape", [(5000,), (2, 999), (2, 3, 1000), (1, 0)])
+@pytest.mark.parametrize("num_samples", [1000, 1])
+def test_fit_length_crops_or_pads_like_numpy(shape, num_samples):
+  x = np.random.default_rng(5).standard_normal(shape)  # float64, cast.
+  want = np.zeros(shape[:-1] + (num_samples,), np.float32)
+  keep = min(shape[-1], num_samples)
+  want[..., :keep] = x[..., :keep]  # First samples kept, zeros at the end.
+  got = spectrogram.fit_length(x, num_samples)
+  assert got.dtype == tf.float32 and got.shape == want.shape
+  np.testing.assert_array_equal(got.numpy(), want)
+  # On graph with unknown lengths (and unknown rank): the same numbers, and
+  # a static length when the rank is known.
+  known_rank = tf.function(
+      lambda w: spectrogram.fit_length(w, num_samples),
+      input_signature=[tf.TensorSpec([None] * len(shape), tf.float64)])
+  assert (known_rank.get_concrete_function().structured_outputs.shape
+          .as_list() == [None] * (len(shape) - 1) + [num_samples])
+  np.testing.assert_array_equal(known_rank(x).numpy(), want)
+  unknown_rank = tf.function(
+      lambda w: spectrogram.fit_length(w, num_samples),
+      input_signature=[tf.TensorSpec(None, tf.float64)])
+  np.testing.assert_array_equal(unknown_rank(x).numpy(), want)
+
+
+def test_fit_length_bad_inputs():
+  with pytest.raises(ValueError, match="num_samples=0"):
+    spectrogram.fit_length(np.zeros(3), 0)
+  with pytest.raises(ValueError, match="rank >= 1"):
+    spectrogram.fit_length(np.float32(1.0), 3)

@@ -1,0 +1,85 @@
+"""audio_perm.data.checks: corrupt files, found and named."""
+
+import pytest
+import tensorflow as tf
+
+from audio_perm import data
+
+
+def test_corrupt_file(tmp_path, nsynth):
+  good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
+  bad = nsynth.truncated_file(tmp_path)
+  pattern = [good, bad]
+  kwargs = dict(batch_size=1, num_patches=2, repeat=False, shuffle=False,
+                num_samples=nsynth.SHORT, seed=0)
+  # Default: tf.data fails during iteration.
+  with pytest.raises(tf.errors.DataLossError, match="truncated record"):
+    list(data.pretext_dataset(file_pattern=pattern, **kwargs))
+  # check_files=True: a ValueError naming the file, when building.
+  with pytest.raises(ValueError, match=f"Corrupt.*{bad}.*after 3 readable"):
+    data.pretext_dataset(file_pattern=pattern, check_files=True, **kwargs)
+  # skip_corrupt=True: the readable records are used, the rest skipped.
+  batches = list(data.pretext_dataset(file_pattern=pattern, skip_corrupt=True,
+                                      check_files=True, **kwargs))
+  assert len(batches) == 4 + 3
+  report = data.inspect_records(file_pattern=pattern,
+                                num_samples=nsynth.SHORT)
+  assert report.num_records == 7 and list(report.corrupt_files) == [bad]
+  # A file corrupt from its first record is named when building.
+  with open(bad, "wb") as f:
+    f.write(b"\x00" * 64)
+  with pytest.raises(ValueError, match=f"Corrupt.*{bad}"):
+    data.pretext_dataset(file_pattern=bad, **kwargs)
+
+
+def test_find_corrupt_files_names_only_the_bad_file(tmp_path, nsynth):
+  good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
+  assert not data.find_corrupt_files(file_pattern=good)
+  bad = nsynth.truncated_file(tmp_path)
+  corrupt = data.find_corrupt_files(file_pattern=[good, bad])
+  assert list(corrupt) == [bad]
+  assert "truncated record" in corrupt[bad] and "\n" not in corrupt[bad]
+
+
+_TRAIN_FIX = (
+    "To fix, replace or remove the file; or rerun the same command with "
+    "--skip_corrupt, which skips the unreadable rest of each bad file and "
+    "resumes from the last checkpoint in /runs/a.")
+_EVAL_FIX = ("Re-create the dataset, or pass --skip_corrupt to read each "
+             "shard up to its first bad record.")
+
+
+def _train_message(corrupt, error):
+  return data.corrupt_files_message(
+      corrupt, error, fix=_TRAIN_FIX, capitalize=False,
+      not_found="a training file (not found again on a second read: "
+      "{first})")
+
+
+def _eval_message(corrupt, error):
+  return data.corrupt_files_message(corrupt, error, fix=_EVAL_FIX,
+                                    what="shard")
+
+
+@pytest.mark.parametrize("message", ["corrupted record at 12\n  [[node]]",
+                                     "", "  \n"])
+def test_corrupt_files_message_gives_train_and_eval_texts(message):
+  """The texts train.py's and evaluation.py's own functions used to build."""
+  error = tf.errors.DataLossError(None, None, message)
+  corrupt = {"/d/a.tfrecord": "truncated record at 10",
+             "/d/b.tfrecord": "corrupted record at 0"}
+  listing = ("/d/a.tfrecord (truncated record at 10); /d/b.tfrecord "
+             "(corrupted record at 0)")
+  first = message.strip().splitlines()[0] if message.strip() else ""
+  assert _train_message(corrupt, error) == (
+      f"corrupt or truncated TFRecord file: {listing}. {_TRAIN_FIX}")
+  assert _train_message({}, error) == (
+      "corrupt or truncated TFRecord file: a training file (not found again "
+      f"on a second read: {first}). {_TRAIN_FIX}")
+  assert _eval_message(corrupt, error) == (
+      f"Corrupt or truncated TFRecord shard: {listing}. {_EVAL_FIX}")
+  assert _eval_message({}, error) == (
+      "Corrupt or truncated TFRecord shard: not found again on a second "
+      f"read ({first}). {_EVAL_FIX}")
+  # The error's text may be given as a string.
+  assert _eval_message({}, message) == _eval_message({}, error)

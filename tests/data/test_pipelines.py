@@ -1,0 +1,258 @@
+"""audio_perm.data.pipelines: the pretext pipeline against the frontend.
+
+Shuffled patches, once put back in order with their targets, must be exactly
+the identity-order frontend of the same audio (read by waveform_dataset).
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import data
+from audio_perm import patches as patches_lib
+from audio_perm import permutations
+from audio_perm import spectrogram
+
+
+@pytest.fixture(scope="module")
+def magenta_files(tmp_path_factory, nsynth):
+  """2 files x 6 examples of SHORT noise, pitch = global index."""
+  tmp = tmp_path_factory.mktemp("magenta")
+  nsynth.write_files(tmp, 2, 6)
+  return str(tmp / "nsynth-*.tfrecord")
+
+
+def _reference(file_pattern, num_samples, patching, num_patches, grid=None):
+  """Identity-order patches of every example, in file order, by frontend.
+
+  The frontend is called per example, as the pipeline does by default
+  (frontend_batch_size=1): a batch of one takes another FFT code path whose
+  results can differ from a batched call in the last float32 bit, which is
+  checked separately below.
+  """
+  waves = data.waveform_dataset(file_pattern=file_pattern, split=None,
+                                batch_size=64, num_samples=num_samples)
+  audio = np.concatenate([b["audio"].numpy() for b in waves])
+  per_example = np.concatenate([
+      patches_lib.frontend(audio[i:i + 1], patching, num_patches, grid).numpy()
+      for i in range(len(audio))])
+  batched = patches_lib.frontend(audio, patching, num_patches, grid).numpy()
+  np.testing.assert_allclose(per_example, batched, rtol=0, atol=1e-5)
+  return per_example
+
+
+@pytest.mark.parametrize("patching,num_patches,grid", [
+    ("frequency", 10, None),
+    ("time", 4, None),
+    ("time_frequency", 6, (3, 2)),
+])
+def test_unshuffling_with_target_recovers_frontend_exactly(
+    magenta_files, nsynth, patching, num_patches, grid):
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, patching=patching,
+      num_patches=num_patches, grid=grid, shuffle=False, deterministic=True,
+      seed=3, repeat=False, num_samples=nsynth.SHORT)
+  shuffled, ranks = nsynth.take_all(ds)
+  ref = _reference(magenta_files, nsynth.SHORT, patching, num_patches, grid)
+  assert shuffled.shape == ref.shape and shuffled.dtype == np.float32
+  assert ranks.dtype == np.int32 and ranks.shape == ref.shape[:2]
+  assert np.all(np.sort(ranks, axis=1) == np.arange(num_patches))
+  # Targets are really shuffled (not the identity) for most examples.
+  assert np.mean(np.all(ranks == np.arange(num_patches), axis=1)) < 0.5
+  restored = permutations.unshuffle_patches(shuffled, ranks).numpy()
+  np.testing.assert_array_equal(restored, ref)
+  # And the convention: shown patch i is natural patch ranks[i].
+  for b in range(len(ranks)):
+    for i in range(num_patches):
+      np.testing.assert_array_equal(shuffled[b, i], ref[b, ranks[b, i]])
+
+
+@pytest.mark.parametrize("frontend_batch_size", [None, 3])
+def test_frontend_on_chunks_and_whole_batches(magenta_files, nsynth,
+                                              frontend_batch_size):
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, num_patches=3,
+      patching="time", shuffle=False, deterministic=True, seed=2,
+      repeat=False, num_samples=nsynth.SHORT,
+      frontend_batch_size=frontend_batch_size)
+  assert ds.element_spec[0].shape.as_list() == [4, 3, 7, 513, 1]
+  shuffled, ranks = nsynth.take_all(ds)
+  assert np.all(np.sort(ranks, axis=1) == np.arange(3))
+  ref = _reference(magenta_files, nsynth.SHORT, "time", 3)
+  np.testing.assert_allclose(
+      permutations.unshuffle_patches(shuffled, ranks).numpy(), ref,
+      rtol=0, atol=1e-5)
+
+
+def test_classification_target_indexes_the_fixed_set(magenta_files, nsynth):
+  perm_set, _ = permutations.hamming_permutation_set(5, 4, seed=0)
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=6, num_patches=4,
+      target="classification", permutation_set=perm_set, shuffle=False,
+      deterministic=True, seed=1, repeat=False, num_samples=nsynth.SHORT)
+  assert ds.element_spec[1].shape.as_list() == [6]
+  shuffled, labels = nsynth.take_all(ds)
+  assert labels.dtype == np.int32
+  assert labels.min() >= 0 and labels.max() < 5
+  ref = _reference(magenta_files, nsynth.SHORT, "frequency", 4)
+  restored = permutations.unshuffle_patches(shuffled, perm_set[labels]).numpy()
+  np.testing.assert_array_equal(restored, ref)
+
+
+def test_random_crop_is_a_window_of_the_full_spectrogram(magenta_files,
+                                                          nsynth):
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, num_patches=2,
+      patching="time", crop_frames=10, shuffle=False, deterministic=True,
+      seed=5, repeat=False, num_samples=nsynth.SHORT)
+  shuffled, ranks = nsynth.take_all(ds)
+  assert shuffled.shape == (12, 2, 5, 513, 1)
+  crops = patches_lib.assemble_patches(
+      permutations.unshuffle_patches(shuffled[..., 0], ranks), "time").numpy()
+  waves = data.waveform_dataset(file_pattern=magenta_files, split=None,
+                                batch_size=64, num_samples=nsynth.SHORT)
+  audio = np.concatenate([b["audio"].numpy() for b in waves])
+  full = np.concatenate([  # [12, 23, 513], per example as the pipeline does.
+      spectrogram.log_magnitude_spectrogram(audio[i:i + 1]).numpy()
+      for i in range(len(audio))])
+  offsets = []
+  for b in range(12):
+    match = [o for o in range(23 - 10 + 1)
+             if np.array_equal(full[b, o:o + 10], crops[b])]
+    assert len(match) == 1
+    offsets.append(match[0])
+  assert len(set(offsets)) > 1  # Offsets are drawn per example.
+
+
+def test_deterministic_for_a_seed(magenta_files, nsynth):
+  def first_batches(seed):
+    ds = data.pretext_dataset(
+        file_pattern=magenta_files, batch_size=4, num_patches=4,
+        deterministic=True, seed=seed, num_samples=nsynth.SHORT)
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(4)]
+
+  a, b, c = first_batches(7), first_batches(7), first_batches(8)
+  for (xa, ya), (xb, yb) in zip(a, b):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+  assert not all(np.array_equal(ya, yc) for (_, ya), (_, yc) in zip(a, c))
+
+
+def test_repeat_and_static_shapes(magenta_files, nsynth):
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=5,
+                            num_patches=3, patching="time",
+                            num_samples=nsynth.SHORT, seed=0)
+  spec = ds.element_spec
+  assert spec[0].shape.as_list() == [5, 3, 7, 513, 1]
+  assert spec[1].shape.as_list() == [5, 3] and spec[1].dtype == tf.int32
+  # 12 examples, batch 5, repeated: more batches than one epoch holds.
+  assert len(list(ds.take(5))) == 5
+  # A new epoch draws new permutations for the same examples.
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                            num_patches=4, shuffle=False, deterministic=True,
+                            num_samples=nsynth.SHORT, seed=0)
+  (x0, r0), _, _, (x3, r3) = [(x.numpy(), r.numpy()) for x, r in ds.take(4)]
+  np.testing.assert_array_equal(permutations.unshuffle_patches(x0, r0),
+                                permutations.unshuffle_patches(x3, r3))
+  assert not np.array_equal(r0, r3)
+
+
+def test_pipeline_graph_has_no_python_functions(magenta_files, nsynth):
+  ds = data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                            crop_frames=20, num_samples=nsynth.SHORT,
+                            target="classification",
+                            permutation_set=np.array([[1, 0] + list(
+                                range(2, 10))], np.int32))
+  graph_def = ds._as_serialized_graph().numpy()  # pylint: disable=protected-access
+  assert b"TFRecordDataset" in graph_def and b"RFFT" in graph_def
+  assert b"PyFunc" not in graph_def  # Neither PyFunc nor EagerPyFunc.
+
+
+@pytest.mark.parametrize("num_files,per_file", [(4, 3), (1, 12)])
+def test_sharding_with_input_context_is_disjoint(tmp_path, nsynth, num_files,
+                                                 per_file):
+  # 4 files for 2 pipelines: shard by file; 1 file: shard by record.
+  nsynth.write_files(tmp_path, num_files, per_file)
+  pattern = str(tmp_path / "nsynth-*.tfrecord")
+  ids, patches_seen = [], []
+  for pipeline_id in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2,
+                                     input_pipeline_id=pipeline_id,
+                                     num_replicas_in_sync=2)
+    ids.append(set(nsynth.ids(data.waveform_dataset(
+        file_pattern=pattern, split=None, batch_size=4, input_context=ctx,
+        shuffle=True, seed=1, num_samples=nsynth.SHORT))))
+    ds = data.pretext_dataset(
+        file_pattern=pattern, batch_size=4, num_patches=2, input_context=ctx,
+        seed=1, repeat=False, num_samples=nsynth.SHORT)
+    assert ds.element_spec[0].shape[0] == 2  # Per-replica batch.
+    x, r = nsynth.take_all(ds)
+    natural = permutations.unshuffle_patches(x, r).numpy()
+    patches_seen.append({row.tobytes() for row in natural})
+  assert ids[0].isdisjoint(ids[1])
+  assert len(ids[0]) + len(ids[1]) == num_files * per_file
+  assert len(ids[0]) == len(ids[1]) == 6
+  assert patches_seen[0].isdisjoint(patches_seen[1])
+  assert len(patches_seen[0]) == len(patches_seen[1]) == 6
+
+
+def test_default_settings_on_full_length_audio(tmp_path, nsynth):
+  nsynth.write_files(tmp_path, 1, 2, num_samples=spectrogram.NUM_SAMPLES)
+  ds = data.pretext_dataset(file_pattern=str(tmp_path / "*.tfrecord"),
+                            batch_size=2, seed=0)
+  x, y = next(iter(ds))
+  assert x.shape == (2, 10, 398, 51, 1)  # 10 bands of 51 bins, 398 frames.
+  assert y.shape == (2, 10)
+
+
+def test_folder_dataset_pretext_round_trip(rendered_dataset_dir):
+  ds = data.pretext_dataset(data_dir=rendered_dataset_dir, split="test",
+                            batch_size=4, num_patches=5, shuffle=False,
+                            deterministic=True, repeat=False, seed=0)
+  x, r = next(iter(ds))
+  audio = next(iter(data.waveform_dataset(
+      data_dir=rendered_dataset_dir, split="test", batch_size=4)))["audio"]
+  ref = np.concatenate([patches_lib.frontend(audio[i:i + 1], "frequency",
+                                             5).numpy() for i in range(4)])
+  np.testing.assert_array_equal(
+      permutations.unshuffle_patches(x, r).numpy(), ref)
+  with pytest.raises(ValueError, match="split='dev'.*available"):
+    data.pretext_dataset(data_dir=rendered_dataset_dir, split="dev",
+                         batch_size=4)
+
+
+def test_bad_arguments(magenta_files):
+  kwargs = dict(file_pattern=magenta_files, batch_size=2)
+  with pytest.raises(ValueError, match="num_patches=600.*513 frequency bins"):
+    data.pretext_dataset(num_patches=600, **kwargs)
+  with pytest.raises(ValueError, match="num_patches=500.*398 frames"):
+    data.pretext_dataset(patching="time", num_patches=500, **kwargs)
+  with pytest.raises(ValueError, match="grid"):
+    data.pretext_dataset(patching="time_frequency", num_patches=10,
+                         grid=(3, 3), **kwargs)
+  with pytest.raises(ValueError, match="needs permutation_set"):
+    data.pretext_dataset(target="classification", **kwargs)
+  with pytest.raises(ValueError, match=r"\[K, 10\]"):
+    data.pretext_dataset(target="classification",
+                         permutation_set=np.zeros((3, 4), np.int32), **kwargs)
+  with pytest.raises(ValueError, match="row 1"):
+    data.pretext_dataset(target="classification", num_patches=3,
+                         permutation_set=[[0, 1, 2], [0, 0, 2]], **kwargs)
+  with pytest.raises(ValueError, match="more than 3! = 6"):
+    data.pretext_dataset(
+        target="classification", num_patches=3,
+        permutation_set=np.tile(np.arange(3, dtype=np.int32), (7, 1)),
+        **kwargs)
+  with pytest.raises(ValueError, match="only 10! = 3628800"):
+    permutations.hamming_permutation_set(3628801, 10)
+  with pytest.raises(ValueError, match="target='order'"):
+    data.pretext_dataset(target="order", **kwargs)
+  with pytest.raises(ValueError, match="crop_frames=400"):
+    data.pretext_dataset(crop_frames=400, **kwargs)
+  with pytest.raises(ValueError, match="batch_size=0"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=0)
+  with pytest.raises(ValueError, match="batch_size=0"):
+    data.waveform_dataset(file_pattern=magenta_files, batch_size=0)
+  assert os.path.basename(magenta_files).startswith("nsynth-")
