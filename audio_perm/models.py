@@ -16,7 +16,10 @@ objectives) or one logit per permutation of a fixed set (classification).
 
 `build_encoder` returns the part up to fc1 (what downstream tasks use, with the
 patches in their natural order); `build_pretext_model` stacks fc2 and the head
-on an encoder.
+on an encoder. The custom layers are registered Keras serializables, and every
+sublayer is an attribute of its parent (PatchBackbone.block1..block5, each a
+ConvBlock with conv/norm/relu/pool), so `tf.train.Checkpoint(model=model)`
+saves every variable, BatchNorm moving statistics included, under `model/`.
 
 The backbone is AlexNet-like and sized for spectrogram patches: a 10-band
 frequency patch of a 398 x 513 spectrogram is 398 frames x 51 bins, a 10-slice
@@ -59,6 +62,7 @@ def backbone_channels(width):
   return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
 
 
+@keras.saving.register_keras_serializable(package="audio_perm")
 class ExampleStandardization(keras.layers.Layer):
   """Standardises each example over all of its patches.
 
@@ -86,6 +90,7 @@ class ExampleStandardization(keras.layers.Layer):
     return config
 
 
+@keras.saving.register_keras_serializable(package="audio_perm")
 class ExampleNormalization(keras.layers.Layer):
   """Per-channel standardisation over all the patches of each example.
 
@@ -129,8 +134,104 @@ class ExampleNormalization(keras.layers.Layer):
     return config
 
 
+def _check_normalization(normalization):
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got "
+                     f"{normalization!r}.")
+
+
+@keras.saving.register_keras_serializable(package="audio_perm")
+class ConvBlock(keras.layers.Layer):
+  """Conv2D -> normalisation -> ReLU -> optional 3x3/2 max-pool.
+
+  Each sublayer is an attribute (`conv`, `norm`, `relu`, `pool`; `norm` and
+  `pool` may be None), so tf.train.Checkpoint tracks its variables.
+
+  Input: [batch * num_patches, height, width, in_channels], the patches of
+  an example consecutive. Output: [batch * num_patches, height', width',
+  filters] ("same" padding: height' = ceil(height / stride), halved again,
+  rounding up, when pooling).
+
+  Args:
+    filters: output channels of the convolution.
+    kernel_size: side of the square convolution kernel.
+    strides: stride of the convolution.
+    pool: whether a max-pool (3 x 3, stride 2) follows the ReLU.
+    normalization: one of NORMALIZATIONS; "none" gives the convolution a bias.
+    num_patches: n, required by "example" normalisation (which groups the n
+      consecutive patches of an example).
+  """
+
+  def __init__(self, filters, kernel_size, strides=1, pool=False,
+               normalization="batch", num_patches=None, **kwargs):
+    super().__init__(**kwargs)
+    _check_normalization(normalization)
+    if normalization == "example" and num_patches is None:
+      raise ValueError("normalization='example' needs num_patches, got "
+                       "None.")
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.strides = strides
+    self.use_pool = pool
+    self.normalization = normalization
+    self.num_patches = num_patches
+    # Created in this order (conv, norm, relu, pool) so that a fixed seed
+    # draws the same initial kernels as before the blocks were layers.
+    self.conv = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same",
+        use_bias=normalization == "none", dtype=self.dtype_policy,
+        name="conv")
+    if normalization == "example":
+      self.norm = ExampleNormalization(num_patches, dtype=self.dtype_policy,
+                                       name="norm")
+    elif normalization == "batch":
+      self.norm = keras.layers.BatchNormalization(
+          synchronized=True, dtype=self.dtype_policy, name="norm")
+    else:
+      self.norm = None
+    self.relu = keras.layers.ReLU(dtype=self.dtype_policy, name="relu")
+    if pool:
+      self.pool = keras.layers.MaxPooling2D(
+          3, strides=2, padding="same", dtype=self.dtype_policy, name="pool")
+    else:
+      self.pool = None
+
+  def _sublayers(self):
+    return [layer for layer in (self.conv, self.norm, self.relu, self.pool)
+            if layer is not None]
+
+  def build(self, input_shape):
+    shape = tuple(input_shape)
+    for layer in self._sublayers():
+      layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+
+  def call(self, x, training=False):
+    for layer in self._sublayers():
+      x = layer(x, training=training)
+    return x
+
+  def compute_output_shape(self, input_shape):
+    shape = tuple(input_shape)
+    for layer in self._sublayers():
+      shape = layer.compute_output_shape(shape)
+    return shape
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=self.filters, kernel_size=self.kernel_size,
+                  strides=self.strides, pool=self.use_pool,
+                  normalization=self.normalization,
+                  num_patches=self.num_patches)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="audio_perm")
 class PatchBackbone(keras.layers.Layer):
   """The shared conv stack applied to every patch.
+
+  Five ConvBlocks (attributes `block1` ... `block5`, also listed by
+  `blocks`) then a global average pool, all tracked by tf.train.Checkpoint.
 
   Input: [batch, num_patches, height, width, channels].
   Output: [batch, num_patches, channels_out] with channels_out =
@@ -145,46 +246,39 @@ class PatchBackbone(keras.layers.Layer):
   def __init__(self, num_patches, width=1.0, normalization="batch",
                **kwargs):
     super().__init__(**kwargs)
-    if normalization not in NORMALIZATIONS:
-      raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got "
-                       f"{normalization!r}.")
+    _check_normalization(normalization)
     self.num_patches = num_patches
     self.width = width
     self.normalization = normalization
     self.channels = backbone_channels(width)
-    self.blocks = []
     for i, (channels, (kernel, stride, pool)) in enumerate(
         zip(self.channels, _CONV_LAYOUT)):
-      block = [keras.layers.Conv2D(
-          channels, kernel, strides=stride, padding="same",
-          use_bias=normalization == "none", name=f"conv{i + 1}")]
-      if normalization == "example":
-        block.append(ExampleNormalization(num_patches, name=f"norm{i + 1}"))
-      elif normalization == "batch":
-        block.append(keras.layers.BatchNormalization(
-            synchronized=True, name=f"norm{i + 1}"))
-      block.append(keras.layers.ReLU(name=f"relu{i + 1}"))
-      if pool:
-        block.append(keras.layers.MaxPooling2D(
-            3, strides=2, padding="same", name=f"pool{i + 1}"))
-      self.blocks.append(block)
-    self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
+      setattr(self, f"block{i + 1}", ConvBlock(
+          channels, kernel, strides=stride, pool=pool,
+          normalization=normalization, num_patches=num_patches,
+          dtype=self.dtype_policy, name=f"block{i + 1}"))
+    self.global_pool = keras.layers.GlobalAveragePooling2D(
+        dtype=self.dtype_policy, name="global_pool")
+
+  @property
+  def blocks(self):
+    """The ConvBlocks, conv1's first."""
+    return tuple(getattr(self, f"block{i + 1}")
+                 for i in range(len(_CONV_LAYOUT)))
 
   def build(self, input_shape):
     _, _, height, width, channels = input_shape
     shape = (None, height, width, channels)
     for block in self.blocks:
-      for layer in block:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
+      block.build(shape)
+      shape = block.compute_output_shape(shape)
     self.global_pool.build(shape)
 
   def call(self, patches, training=False):
     num_patches, height, width, channels = patches.shape[1:]
     x = ops.reshape(patches, (-1, height, width, channels))  # [B*n, h, w, c]
     for block in self.blocks:
-      for layer in block:
-        x = layer(x, training=training)
+      x = block(x, training=training)
     x = self.global_pool(x)  # [B*n, C5]
     return ops.reshape(x, (-1, num_patches, x.shape[-1]))  # [B, n, C5]
 

@@ -1,5 +1,8 @@
 """Tests for audio_perm.models: the CFN encoder and the pretext model."""
 
+import json
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -131,6 +134,8 @@ def test_embedding_depends_on_patch_order():
 
 def test_custom_layers_round_trip_through_config():
   for layer in (models.PatchBackbone(3, width=0.5, normalization="batch"),
+                models.ConvBlock(4, 3, strides=2, pool=True,
+                                 normalization="example", num_patches=3),
                 models.ExampleNormalization(3, epsilon=0.1),
                 models.ExampleStandardization(epsilon=0.2)):
     clone = type(layer).from_config(layer.get_config())
@@ -153,7 +158,6 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 
 
 def test_mixed_precision_head_is_float32():
-  import keras  # pylint: disable=g-import-not-at-top
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
     encoder = models.build_encoder(3, (8, 8), **TINY)
@@ -163,3 +167,110 @@ def test_mixed_precision_head_is_float32():
   out = model(np.ones((2, 3, 8, 8, 1), np.float32))
   assert out.dtype == tf.float32
   assert encoder(np.ones((2, 3, 8, 8, 1), np.float32)).dtype == tf.bfloat16
+
+
+def _custom_layers():
+  return [models.ExampleStandardization(epsilon=0.2),
+          models.ExampleNormalization(3, epsilon=0.1),
+          models.ConvBlock(4, 3, strides=2, pool=True,
+                           normalization="example", num_patches=3),
+          models.ConvBlock(5, 5, normalization="none"),
+          models.ConvBlock(6, 3, normalization="batch"),
+          models.PatchBackbone(3, width=1 / 16, normalization="batch")]
+
+
+@pytest.mark.parametrize("layer", _custom_layers(),
+                         ids=lambda layer: type(layer).__name__)
+def test_custom_layers_deserialize_by_registered_name(layer):
+  """serialize -> JSON -> deserialize finds the class by its registered name."""
+  name = type(layer).__name__
+  serialized = json.loads(json.dumps(
+      keras.saving.serialize_keras_object(layer)))
+  assert serialized["registered_name"] == f"audio_perm>{name}"
+  clone = keras.saving.deserialize_keras_object(serialized)
+  assert type(clone) is type(layer)  # pylint: disable=unidiomatic-typecheck
+  assert clone.get_config() == layer.get_config()
+
+
+def test_conv_block_example_normalization_needs_num_patches():
+  with pytest.raises(ValueError, match="num_patches"):
+    models.ConvBlock(4, 3, normalization="example")
+  with pytest.raises(ValueError, match="group"):
+    models.ConvBlock(4, 3, normalization="group")
+
+
+def _pretext(seed, normalization="batch"):
+  keras.utils.set_random_seed(seed)
+  encoder = models.build_encoder(4, (12, 10), normalization=normalization,
+                                 **TINY)
+  return encoder, models.build_pretext_model(encoder, head_size=4)
+
+
+def _patches(seed=7, batch=3):
+  return np.random.default_rng(seed).normal(
+      1.0, 2.0, size=(batch, 4, 12, 10, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("normalization", models.NORMALIZATIONS)
+def test_checkpoint_tracks_every_model_variable(tmp_path, normalization):
+  """tf.train.Checkpoint(model=...) saves every variable under model/."""
+  _, model = _pretext(0, normalization)
+  rng = np.random.default_rng(8)
+  for variable in model.variables:  # Distinct values: no two can alias.
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+  path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+  names = [name for name, _ in tf.train.list_variables(path)
+           if name.startswith("model/")]
+  assert len(names) == len(model.variables)
+  reader = tf.train.load_checkpoint(path)
+  saved = sorted(reader.get_tensor(name).tobytes() for name in names)
+  wanted = sorted(np.asarray(v).tobytes() for v in model.variables)
+  assert saved == wanted
+  # Five convolutions and three dense layers (fc1, fc2, head); convolutions
+  # have a bias only without normalisation.
+  kinds = ("kernel", "bias", "gamma", "beta", "moving_mean",
+           "moving_variance")
+  want = {"batch": (8, 3, 5, 5, 5, 5), "example": (8, 3, 5, 5, 0, 0),
+          "none": (8, 8, 0, 0, 0, 0)}[normalization]
+  counts = tuple(sum(f"/{kind}/" in name or f"/_{kind}/" in name
+                     for name in names) for kind in kinds)
+  assert counts == want
+
+
+def test_model_only_restore_reproduces_embeddings(tmp_path):
+  """Restoring model/ alone into a differently seeded twin gives its outputs."""
+  encoder, model = _pretext(0)
+  x = _patches()
+  initial = encoder(x, training=False).numpy()
+  model(_patches(seed=9, batch=4), training=True)  # Moves the BN statistics.
+  embedding = encoder(x, training=False).numpy()
+  scores = model(x, training=False).numpy()
+  assert np.abs(embedding - initial).max() > 1e-4
+  path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+
+  twin_encoder, twin = _pretext(1)
+  assert np.abs(twin_encoder(x, training=False).numpy() - embedding).max() > (
+      1e-4)
+  tf.train.Checkpoint(model=twin).read(path).assert_consumed()
+  np.testing.assert_array_equal(twin_encoder(x, training=False).numpy(),
+                                embedding)
+  np.testing.assert_array_equal(twin(x, training=False).numpy(), scores)
+  for a, b in zip(model.variables, twin.variables):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("normalization", models.NORMALIZATIONS)
+def test_encoder_round_trips_through_json(normalization):
+  encoder, _ = _pretext(0, normalization)
+  x = _patches()
+  encoder(_patches(seed=9), training=True)  # Moves the BN statistics.
+  clone = keras.models.model_from_json(encoder.to_json())
+  assert [layer.name for layer in clone.layers] == [
+      layer.name for layer in encoder.layers]
+  assert "concat" in [layer.name for layer in clone.layers]
+  assert clone.count_params() == encoder.count_params()
+  clone.set_weights(encoder.get_weights())
+  np.testing.assert_array_equal(clone(x, training=False).numpy(),
+                                encoder(x, training=False).numpy())
+  again = keras.Model.from_config(encoder.get_config())
+  assert again.get_config() == encoder.get_config()
