@@ -33,8 +33,9 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
-              "tpu")
+from audio_perm import config as config_lib
+
+STRATEGIES = config_lib.STRATEGIES
 
 
 def _tf_config():

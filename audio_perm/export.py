@@ -2,17 +2,12 @@
 
 Stable names (other modules and eval.py build on these):
 
-  EncoderConfig(patching, num_patches, grid, width, embedding_dim,
-                normalization, crop_frames, num_samples)
-      Everything that fixes the encoder's architecture and its frontend.
-      `EncoderConfig.from_dict(d)` accepts a train.py flags.json dict (unknown
-      keys are ignored); `.patch_shape()`; `.build_keras_encoder()` builds the
+  EncoderConfig (audio_perm.config): everything that fixes the encoder's
+      architecture and its frontend; `.build_keras_encoder()` builds the
       patches -> embedding keras.Model with fresh weights.
-  WaveformEncoder(encoder, patching="frequency", num_patches=10, grid=None,
-                  crop_frames=None, num_samples=64000)
+  WaveformEncoder(encoder, config)
       tf.Module; `__call__(waveform)`: float32 [batch, samples] at 16 kHz ->
-      float32 [batch, embedding_dim]; `WaveformEncoder.from_config(config,
-      encoder=None)`. This is what the SavedModel holds.
+      float32 [batch, embedding_dim]. This is what the SavedModel holds.
   random_encoder(config=None, seed=0, **overrides) -> WaveformEncoder
       The untrained ("random embedding") baseline: same architecture, fresh
       seeded weights.
@@ -20,7 +15,7 @@ Stable names (other modules and eval.py build on these):
       waveform [batch, samples] -> embedding [batch, embedding_dim] as a Keras
       model (frontend inside a `WaveformFrontend` layer), trainable end to end:
       the "supervised" baseline trains this with a classifier on top.
-  export_encoder(encoder, export_dir, patching, num_patches, grid, ...)
+  export_encoder(encoder, export_dir, config)
       Writes the SavedModel (and encoder_config.json beside it).
   load_encoder(export_dir) -> callable waveform -> embedding, through the
       SavedModel's serving_default signature.
@@ -49,102 +44,41 @@ each example over all of its patches, in training and after export alike.
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
 
 import keras
 import tensorflow as tf
 
-from audio_perm import models
+from audio_perm import config as config_lib
 from audio_perm import patches as patches_lib
 from audio_perm import spectrogram
 
 CONFIG_FILENAME = "encoder_config.json"
+EncoderConfig = config_lib.EncoderConfig
+FrontendConfig = config_lib.FrontendConfig
 
 
-@dataclasses.dataclass
-class EncoderConfig:
-  """Architecture and frontend of an encoder (see the module docstring).
-
-  The defaults are THE default architecture: training.TrainConfig (and so
-  train.py's flags) and evaluation's random/supervised baselines take theirs
-  from here.
-  """
-  patching: str = "frequency"
-  num_patches: int = 10
-  grid: Optional[Tuple[int, int]] = None
-  width: float = 0.125  # Small enough to train in minutes on a CPU.
-  embedding_dim: int = 256
-  normalization: str = "batch"
-  crop_frames: Optional[int] = None
-  num_samples: int = spectrogram.NUM_SAMPLES
-
-  def __post_init__(self):
-    if self.grid is not None:
-      self.grid = tuple(int(g) for g in self.grid)
-    if not isinstance(self.num_samples, int) or self.num_samples <= 0:
-      raise ValueError(f"num_samples must be a positive integer, got "
-                       f"{self.num_samples!r}.")
-
-  @classmethod
-  def from_dict(cls, values):
-    """From a dict such as train.py's flags.json (unknown keys ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-  def to_dict(self):
-    values = dataclasses.asdict(self)
-    values["grid"] = list(self.grid) if self.grid is not None else None
-    return values
-
-  def patch_shape(self):
-    """(patch_frames, patch_bins) of the frontend's patches."""
-    return patches_lib.frontend_patch_shape(
-        self.patching, self.num_patches, self.grid,
-        num_samples=self.num_samples, crop_frames=self.crop_frames)
-
-  def build_keras_encoder(self, name="encoder"):
-    """A fresh patches -> embedding keras.Model (models.build_encoder)."""
-    return models.build_encoder(
-        self.num_patches, self.patch_shape(), width=self.width,
-        embedding_dim=self.embedding_dim, normalization=self.normalization,
-        name=name)
+# The one pad/crop rule (first num_samples samples, zero-padded at the end).
+fit_length = spectrogram.fit_length
 
 
-def fit_length(waveform, num_samples=spectrogram.NUM_SAMPLES):
-  """Crops or zero-pads waveforms to `num_samples` samples, on graph.
-
-  Args:
-    waveform: float [batch, samples], samples possibly unknown statically.
-    num_samples: target length.
-
-  Returns:
-    float32 [batch, num_samples]: the first num_samples samples, zero-padded
-    at the end when the input is shorter.
-  """
-  waveform = tf.cast(waveform, tf.float32)
-  waveform = waveform[:, :num_samples]
-  missing = num_samples - tf.shape(waveform)[1]
-  waveform = tf.pad(waveform, [[0, 0], [0, missing]])
-  return tf.ensure_shape(waveform, [None, num_samples])
-
-
-def waveform_to_patches(waveform, config):
+def waveform_to_patches(waveform, frontend):
   """The export frontend: waveforms -> identity-order patches.
 
   fit_length, then patches.frontend (log spectrogram, centred crop when
-  config.crop_frames is set, patches) without standardisation, exactly as the
-  training pipeline computes its features (the encoder standardises).
+  frontend.crop_frames is set, patches) without standardisation, exactly as
+  the training pipeline computes its features (the encoder standardises).
 
   Args:
     waveform: float [batch, samples] at 16 kHz, any length (see fit_length).
-    config: EncoderConfig.
+    frontend: FrontendConfig.
 
   Returns:
     float32 [batch, num_patches, patch_frames, patch_bins, 1].
   """
-  waveform = fit_length(waveform, config.num_samples)
-  return patches_lib.frontend(waveform, config.patching, config.num_patches,
-                              config.grid, crop_frames=config.crop_frames,
+  waveform = fit_length(waveform, frontend.num_samples)
+  return patches_lib.frontend(waveform, frontend.patching,
+                              frontend.num_patches, frontend.grid,
+                              crop_frames=frontend.crop_frames,
                               crop_offsets=None)
 
 
@@ -153,51 +87,38 @@ class WaveformEncoder(tf.Module):
 
   Args:
     encoder: a keras.Model from models.build_encoder (patches -> embedding).
-    patching, num_patches, grid, crop_frames, num_samples: the frontend the
-      encoder was trained with (EncoderConfig's fields).
+    config: the EncoderConfig the encoder was built with (its frontend is
+      the one the encoder was trained with).
   """
 
-  def __init__(self, encoder, patching="frequency", num_patches=10, grid=None,
-               crop_frames=None, num_samples=spectrogram.NUM_SAMPLES,
-               name=None):
+  def __init__(self, encoder, config, name=None):
     super().__init__(name=name)
-    embedding_dim = int(encoder.output.shape[-1])
-    backbones = [layer for layer in encoder.layers
-                 if isinstance(layer, models.PatchBackbone)]
-    architecture = {}
-    if backbones:
-      architecture = dict(width=backbones[0].width,
-                          normalization=backbones[0].normalization)
-    self.config = EncoderConfig(
-        patching=patching, num_patches=num_patches, grid=grid,
-        crop_frames=crop_frames, num_samples=num_samples,
-        embedding_dim=embedding_dim, **architecture)
     expected = tuple(encoder.input.shape[1:])
-    got = (num_patches,) + tuple(self.config.patch_shape()) + (1,)
+    frontend = config.frontend
+    got = (frontend.num_patches,) + tuple(config.patch_shape()) + (1,)
     if expected != got:
       raise ValueError(
           f"The encoder takes patches of shape {expected} but the frontend "
-          f"(patching={patching!r}, num_patches={num_patches}, grid={grid}, "
-          f"crop_frames={crop_frames}) makes {got}; build the encoder with "
-          f"the same settings.")
+          f"(patching={frontend.patching!r}, num_patches="
+          f"{frontend.num_patches}, grid={frontend.grid}, crop_frames="
+          f"{frontend.crop_frames}) makes {got}; build the encoder with the "
+          "same settings.")
+    self.config = dataclasses.replace(config)
     self.encoder = encoder
-    self.embedding_dim = embedding_dim
+    self.embedding_dim = int(encoder.output.shape[-1])
 
   @classmethod
   def from_config(cls, config, encoder=None):
     """From an EncoderConfig; a fresh random encoder if `encoder` is None."""
     if encoder is None:
       encoder = config.build_keras_encoder()
-    module = cls(encoder, config.patching, config.num_patches, config.grid,
-                 config.crop_frames, config.num_samples)
-    module.config = dataclasses.replace(config)
-    return module
+    return cls(encoder, config)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32,
                                               name="waveform")])
   def __call__(self, waveform):
     """float32 [batch, samples] at 16 kHz -> float32 [batch, embedding_dim]."""
-    patches = waveform_to_patches(waveform, self.config)
+    patches = waveform_to_patches(waveform, self.config.frontend)
     embedding = self.encoder(patches, training=False)
     return tf.cast(embedding, tf.float32)
 
@@ -215,20 +136,23 @@ def random_encoder(config=None, seed=0, **overrides):
     config: EncoderConfig (default: EncoderConfig()).
     seed: weight-initialisation seed (keras.utils.set_random_seed is called
       with it, which also seeds Python's and numpy's global generators).
-    **overrides: EncoderConfig fields to replace, e.g. embedding_dim=512.
+    **overrides: flat EncoderConfig settings to replace, e.g.
+      embedding_dim=512, num_patches=4.
 
   Returns:
     WaveformEncoder.
   """
-  config = dataclasses.replace(config or EncoderConfig(), **overrides)
+  config = (config or EncoderConfig()).replace(**overrides)
   keras.utils.set_random_seed(seed)
   return WaveformEncoder.from_config(config)
 
 
+@keras.saving.register_keras_serializable(package="audio_perm")
 class WaveformFrontend(keras.layers.Layer):
   """Keras layer: waveform [batch, samples] -> patches [batch, n, h, w, 1].
 
   The same computation as `waveform_to_patches` (no trainable weights).
+  Keyword arguments other than Layer's are FrontendConfig's fields.
   """
 
   def __init__(self, patching="frequency", num_patches=10, grid=None,
@@ -236,23 +160,20 @@ class WaveformFrontend(keras.layers.Layer):
                **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
-    self.frontend_config = EncoderConfig(
+    self.frontend = FrontendConfig(
         patching=patching, num_patches=num_patches, grid=grid,
         crop_frames=crop_frames, num_samples=num_samples)
 
   def call(self, waveform):
-    return waveform_to_patches(waveform, self.frontend_config)
+    return waveform_to_patches(waveform, self.frontend)
 
   def compute_output_shape(self, input_shape):
-    c = self.frontend_config
-    return (input_shape[0], c.num_patches) + tuple(c.patch_shape()) + (1,)
+    return ((input_shape[0], self.frontend.num_patches)
+            + tuple(self.frontend.patch_shape()) + (1,))
 
   def get_config(self):
     config = super().get_config()
-    c = self.frontend_config
-    config.update(patching=c.patching, num_patches=c.num_patches,
-                  grid=list(c.grid) if c.grid else None,
-                  crop_frames=c.crop_frames, num_samples=c.num_samples)
+    config.update(config_lib.flatten(self.frontend))
     return config
 
 
@@ -267,15 +188,12 @@ def build_waveform_model(config, encoder=None, name="waveform_encoder"):
   if encoder is None:
     encoder = config.build_keras_encoder()
   waveform = keras.Input((None,), name="waveform")
-  x = WaveformFrontend(config.patching, config.num_patches, config.grid,
-                       config.crop_frames, config.num_samples,
+  x = WaveformFrontend(**config_lib.flatten(config.frontend),
                        name="frontend")(waveform)
   return keras.Model(waveform, encoder(x), name=name)
 
 
-def export_encoder(encoder, export_dir, patching="frequency", num_patches=10,
-                   grid=None, crop_frames=None,
-                   num_samples=spectrogram.NUM_SAMPLES, config=None):
+def export_encoder(encoder, export_dir, config):
   """Writes a SavedModel waveform -> {"embedding"} at export_dir.
 
   Args:
@@ -283,17 +201,13 @@ def export_encoder(encoder, export_dir, patching="frequency", num_patches=10,
       model whose variables are not distributed (build and copy the weights
       outside any strategy scope).
     export_dir: output directory (replaced if it exists).
-    patching, num_patches, grid, crop_frames, num_samples: the frontend.
-    config: optional EncoderConfig to record (its frontend fields must match);
-      written to export_dir/encoder_config.json.
+    config: the encoder's EncoderConfig; written to
+      export_dir/encoder_config.json.
 
   Returns:
     export_dir.
   """
-  module = WaveformEncoder(encoder, patching, num_patches, grid, crop_frames,
-                           num_samples)
-  if config is not None:
-    module.config = dataclasses.replace(config)
+  module = WaveformEncoder(encoder, config)
   tf.io.gfile.makedirs(export_dir)
   tf.saved_model.save(module, export_dir,
                       signatures={"serving_default": module.serve})

@@ -46,12 +46,14 @@ Normalisation after each convolution (`NORMALIZATIONS`):
 import keras
 from keras import ops
 
+from audio_perm import config as config_lib
+
 # AlexNet's conv channels (conv1..conv5); `width` multiplies them.
 BASE_CHANNELS = (96, 256, 384, 384, 256)
 # (kernel, stride, max-pool after) for conv1..conv5.
 _CONV_LAYOUT = ((5, 2, True), (5, 1, True), (3, 1, False), (3, 1, False),
                 (3, 1, False))
-NORMALIZATIONS = ("example", "batch", "none")
+NORMALIZATIONS = config_lib.NORMALIZATIONS
 
 
 def backbone_channels(width):

@@ -33,18 +33,18 @@ averages them over the GLOBAL batch (see audio_perm.training).
 """
 
 import dataclasses
-import math
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from audio_perm import config as config_lib
 from audio_perm import permutations
 from audio_perm import ranking
 
-OBJECTIVES = ("soft_rank", "perturbed_fy", "mse", "classification")
-RANKING_OBJECTIVES = ("soft_rank", "perturbed_fy", "mse")
-REGULARIZATIONS = ("l2", "kl")
+OBJECTIVES = config_lib.OBJECTIVES
+RANKING_OBJECTIVES = config_lib.RANKING_OBJECTIVES
+REGULARIZATIONS = config_lib.REGULARIZATIONS
 
 
 def predicted_ranks(scores):
@@ -200,33 +200,18 @@ def make_objective(name, num_patches, *, regularization="l2",
   Raises:
     ValueError: naming the bad value, for any invalid setting.
   """
-  if name not in OBJECTIVES:
-    raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}.")
-  if not isinstance(num_patches, int) or num_patches < 2:
-    raise ValueError(f"num_patches must be an integer >= 2 to have an order "
-                     f"to learn, got {num_patches!r}.")
-  if regularization not in REGULARIZATIONS:
-    raise ValueError(f"regularization must be one of {REGULARIZATIONS}, got "
-                     f"{regularization!r}.")
-  if not regularization_strength > 0:
-    raise ValueError(f"regularization_strength must be > 0, got "
-                     f"{regularization_strength!r}.")
-  if not (isinstance(perturbation_samples, int) and perturbation_samples > 0):
-    raise ValueError(f"perturbation_samples must be a positive integer, got "
-                     f"{perturbation_samples!r}.")
-  if not perturbation_sigma > 0:
-    raise ValueError(f"perturbation_sigma must be > 0, got "
-                     f"{perturbation_sigma!r}.")
+  settings = config_lib.ObjectiveConfig(
+      name=name, regularization=regularization,
+      regularization_strength=regularization_strength,
+      num_permutations=num_permutations,
+      perturbation_samples=perturbation_samples,
+      perturbation_sigma=perturbation_sigma)
+  if name == "classification" and permutation_set is not None:
+    # A given set replaces num_permutations: check the rest only.
+    settings = dataclasses.replace(settings, num_permutations=2)
+  settings.validate(num_patches)
   if name == "classification":
     if permutation_set is None:
-      if not isinstance(num_permutations, int) or num_permutations < 2:
-        raise ValueError(f"num_permutations must be an integer >= 2, got "
-                         f"{num_permutations!r}.")
-      if num_permutations > math.factorial(num_patches):
-        raise ValueError(
-            f"num_permutations={num_permutations} exceeds the {num_patches}! = "
-            f"{math.factorial(num_patches)} permutations of num_patches="
-            f"{num_patches}; use at most that many.")
       permutation_set, _ = permutations.hamming_permutation_set(
           num_permutations, num_patches, seed=permutation_seed)
     permutation_set = np.asarray(permutation_set, np.int32)
@@ -238,3 +223,14 @@ def make_objective(name, num_patches, *, regularization="l2",
   return Objective(name, num_patches, regularization,
                    float(regularization_strength), int(perturbation_samples),
                    float(perturbation_sigma), permutation_set)
+
+
+def from_config(settings, num_patches, permutation_set=None):
+  """make_objective from a config.ObjectiveConfig."""
+  return make_objective(
+      settings.name, num_patches, regularization=settings.regularization,
+      regularization_strength=settings.regularization_strength,
+      perturbation_samples=settings.perturbation_samples,
+      perturbation_sigma=settings.perturbation_sigma,
+      num_permutations=settings.num_permutations,
+      permutation_set=permutation_set)

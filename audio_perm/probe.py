@@ -11,6 +11,10 @@ only see arrays:
   stopping. The test split is never used for training or model selection.
 * `remap_labels`: sparse label ids (NSynth's instrument ids go up to 1005 with
   gaps) to dense indices; labels absent from the reference set map to -1.
+* `make_targets`, `build_head`, `loss_function`, `decode_outputs`: a probe's
+  targets (dense class indices, or standardised regression targets), its
+  dense layers and loss, and the way back to label units; the supervised
+  baseline (audio_perm.evaluation.supervised) trains the same head.
 * `fit_probe`: a 3-layer MLP (`probe="mlp"`, as in the paper) or a linear model
   (`probe="linear"`) on standardised inputs, for classification or regression,
   trained with Adam in a compiled loop (one `tf.function` call per epoch) and
@@ -30,7 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-PROBES = ("mlp", "linear")
+from audio_perm import config as config_lib
+
+PROBES = config_lib.PROBES
 TASK_TYPES = ("classification", "regression")
 
 
@@ -169,67 +175,7 @@ def mean_squared_error(targets, predictions):
   return float(np.mean((targets - predictions) ** 2))
 
 
-@dataclasses.dataclass(frozen=True)
-class ProbeConfig:
-  """How a probe is built and trained.
-
-  Attributes:
-    probe: "mlp" (3 dense layers: two hidden ReLU layers and the output, as in
-      the paper) or "linear" (the output layer alone).
-    hidden_units: width of the MLP's hidden layers.
-    learning_rate: Adam learning rate; None: 1e-3 for "mlp", 1e-2 for
-      "linear" (a linear model on a few hundred examples takes few steps per
-      epoch and converges too slowly at 1e-3).
-    batch_size: minibatch size.
-    max_epochs: upper bound on epochs.
-    patience: stop after this many epochs without a lower held-out loss; the
-      weights of the best epoch are kept.
-    holdout_fraction: share of the labelled subset held out for early stopping.
-    weight_decay: L2 penalty on the kernels (0 disables it).
-    variance_floor: inputs are standardised as (x - mean_j) / sqrt(var_j +
-      variance_floor * mean_k(var_k)), statistics of the fitting part. The
-      floor keeps features that are nearly constant on a small labelled subset
-      (quiet spectrogram bins, rarely active ReLU units) from being scaled up
-      by orders of magnitude and swamping the probe on the test split; 0 gives
-      plain standardisation.
-  """
-  probe: str = "mlp"
-  hidden_units: int = 512
-  learning_rate: Optional[float] = None
-  batch_size: int = 64
-  max_epochs: int = 300
-  patience: int = 20
-  holdout_fraction: float = 0.2
-  weight_decay: float = 1e-4
-  variance_floor: float = 1.0
-
-  @property
-  def effective_learning_rate(self):
-    if self.learning_rate is not None:
-      return self.learning_rate
-    return 1e-3 if self.probe == "mlp" else 1e-2
-
-  def validate(self):
-    if self.probe not in PROBES:
-      raise ValueError(
-          f"Unknown probe {self.probe!r}; choose one of {', '.join(PROBES)}.")
-    for name in ("hidden_units", "batch_size", "max_epochs", "patience"):
-      if getattr(self, name) < 1:
-        raise ValueError(
-            f"Probe {name}={getattr(self, name)} must be a positive integer.")
-    if self.learning_rate is not None and not self.learning_rate > 0:
-      raise ValueError(
-          f"Probe learning_rate={self.learning_rate} must be positive.")
-    if not 0.0 < self.holdout_fraction < 1.0:
-      raise ValueError(
-          f"Probe holdout_fraction={self.holdout_fraction} must be in (0, 1).")
-    if self.weight_decay < 0:
-      raise ValueError(
-          f"Probe weight_decay={self.weight_decay} must be >= 0.")
-    if self.variance_floor < 0:
-      raise ValueError(
-          f"Probe variance_floor={self.variance_floor} must be >= 0.")
-    return self
+ProbeConfig = config_lib.ProbeConfig
 
 
 class FittedProbe:
@@ -275,11 +221,8 @@ class FittedProbe:
     return x
 
   def predict(self, features):
-    outputs = self.outputs(features)
-    if self.task_type == "classification":
-      return self.classes[np.argmax(outputs, axis=-1)]
-    return outputs[:, 0].astype(np.float64) * self.target_scale + (
-        self.target_mean)
+    return decode_outputs(self.outputs(features), self.task_type,
+                          self.classes, self.target_mean, self.target_scale)
 
 
 def standardization(features, variance_floor=1.0):
@@ -303,9 +246,111 @@ def standardization(features, variance_floor=1.0):
   return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def _build_model(input_dim, output_dim, config):
-  regularizer = (keras.regularizers.L2(config.weight_decay)
-                 if config.weight_decay else None)
+# ------------------------------------------- heads and targets (shared with
+# evaluation.supervised, which trains the same head on a CFN end to end)
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+  """What a head is trained to output, and the way back to label units.
+
+  Attributes:
+    task_type: "classification" or "regression".
+    values: int32 [n] dense class indices (classification) or float32 [n, 1]
+      standardised targets (regression).
+    output_dim: outputs of the head: the number of classes, or 1.
+    classes: [num_classes] original ids of the output units (classification);
+      None for regression.
+    mean, scale: regression targets are (label - mean) / scale, statistics of
+      the fitting part; 0 and 1 for classification.
+  """
+  task_type: str
+  values: np.ndarray
+  output_dim: int
+  classes: Optional[np.ndarray] = None
+  mean: float = 0.0
+  scale: float = 1.0
+
+  def decode(self, outputs):
+    """Head outputs [N, output_dim] -> predictions [N] (decode_outputs)."""
+    return decode_outputs(outputs, self.task_type, self.classes, self.mean,
+                          self.scale)
+
+
+def make_targets(labels, task_type, fit_index):
+  """The training targets of a labelled subset.
+
+  Classification: labels remapped to dense indices (`remap_labels`).
+  Regression: labels standardised with the mean and standard deviation of the
+  fitting part (a standard deviation of 0 becomes 1).
+
+  Args:
+    labels: [n] class ids or numeric targets.
+    task_type: "classification" or "regression".
+    fit_index: int [n_fit] indices of the fitting part.
+
+  Returns:
+    A Targets.
+  """
+  labels = _as_1d(labels, "labels")
+  if task_type == "classification":
+    dense, _, classes = remap_labels(labels)
+    return Targets(task_type, dense.astype(np.int32), len(classes), classes)
+  if task_type != "regression":
+    raise ValueError(
+        f"Unknown task_type {task_type!r}; choose one of {TASK_TYPES}.")
+  values = labels.astype(np.float64)
+  mean = float(values[fit_index].mean())
+  scale = float(values[fit_index].std()) or 1.0
+  standardised = ((values - mean) / scale).astype(np.float32)[:, None]
+  return Targets(task_type, standardised, 1, None, mean, scale)
+
+
+def decode_outputs(outputs, task_type, classes=None, target_mean=0.0,
+                   target_scale=1.0):
+  """Head outputs -> predictions in the labels' units.
+
+  Args:
+    outputs: [N, num_classes] logits or [N, 1] standardised predictions.
+    task_type: "classification" or "regression".
+    classes: [num_classes] original ids (classification).
+    target_mean, target_scale: the regression targets' standardisation.
+
+  Returns:
+    [N] original class ids, or float64 [N] predictions in target units.
+  """
+  if task_type == "classification":
+    return classes[np.argmax(outputs, axis=-1)]
+  return np.asarray(outputs)[:, 0].astype(np.float64) * target_scale + (
+      target_mean)
+
+
+def loss_function(task_type):
+  """The head's training loss: cross-entropy on logits, or MSE."""
+  if task_type == "classification":
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  return keras.losses.MeanSquaredError()
+
+
+def build_head(input_dim, output_dim, config, weight_decay=None):
+  """The probe's dense layers: [batch, input_dim] -> [batch, output_dim].
+
+  Two hidden ReLU layers of config.hidden_units and a linear output
+  (config.probe == "mlp"), or the output layer alone ("linear").
+
+  Args:
+    input_dim: features per example.
+    output_dim: number of classes, or 1 for regression.
+    config: a ProbeConfig.
+    weight_decay: L2 penalty on the kernels (in the model's `losses`);
+      None: config.weight_decay.
+
+  Returns:
+    A keras.Sequential, built (it starts with a keras.Input).
+  """
+  if weight_decay is None:
+    weight_decay = config.weight_decay
+  regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
   layers = [keras.Input((input_dim,))]
   num_hidden = 2 if config.probe == "mlp" else 0
   for _ in range(num_hidden):
@@ -326,15 +371,13 @@ class _Trainer:
   """
 
   def __init__(self, input_dim, output_dim, task_type, config):
-    self.model = _build_model(input_dim, output_dim, config)
+    self.model = build_head(input_dim, output_dim, config)
     self.dense_layers = [layer for layer in self.model.layers
                          if isinstance(layer, keras.layers.Dense)]
+    self.loss_fn = loss_function(task_type)
     if task_type == "classification":
-      self.loss_fn = keras.losses.SparseCategoricalCrossentropy(
-          from_logits=True)
       target_spec = tf.TensorSpec([None], tf.int32)
     else:
-      self.loss_fn = keras.losses.MeanSquaredError()
       target_spec = tf.TensorSpec([None, 1], tf.float32)
     self.optimizer = keras.optimizers.Adam(config.effective_learning_rate)
     self.optimizer.build(self.model.trainable_variables)
@@ -460,27 +503,15 @@ def fit_probe(features, labels, task_type, seed=0,
                                                 config.variance_floor)
   standardised = (features - feature_mean) / feature_scale
 
-  classes = None
-  target_mean, target_scale = 0.0, 1.0
-  if task_type == "classification":
-    dense, _, classes = remap_labels(labels)
-    targets = dense.astype(np.int32)
-    output_dim = len(classes)
-  else:
-    values = labels.astype(np.float64)
-    target_mean = float(values[fit_index].mean())
-    target_scale = float(values[fit_index].std()) or 1.0
-    targets = ((values - target_mean) / target_scale).astype(np.float32)[:, None]
-    output_dim = 1
-
-  trainer = _trainer(features.shape[1], output_dim, task_type, config)
+  targets = make_targets(labels, task_type, fit_index)
+  trainer = _trainer(features.shape[1], targets.output_dim, task_type, config)
   weights, epochs_trained, best_epoch = _train(
-      trainer, standardised[fit_index], targets[fit_index],
-      standardised[val_index], targets[val_index], config, seed)
+      trainer, standardised[fit_index], targets.values[fit_index],
+      standardised[val_index], targets.values[val_index], config, seed)
   return FittedProbe(weights, task_type, feature_mean, feature_scale,
-                     classes=classes, target_mean=target_mean,
-                     target_scale=target_scale, epochs_trained=epochs_trained,
-                     best_epoch=best_epoch)
+                     classes=targets.classes, target_mean=targets.mean,
+                     target_scale=targets.scale,
+                     epochs_trained=epochs_trained, best_epoch=best_epoch)
 
 
 def score(task_type, labels, predictions):

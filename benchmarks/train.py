@@ -34,21 +34,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 
+from audio_perm import config as config_lib
 from audio_perm import objectives
 from audio_perm import training
 
-_D = training.TrainConfig()
+_D = config_lib.TrainConfig().to_dict()
 flags.DEFINE_string("json", None, "Write the results here as JSON.")
 flags.DEFINE_string("data_dir", None,
                     "Folder dataset (default: the embedded default dataset).")
 flags.DEFINE_integer("steps", 10, "Timed steps per measurement.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, buffers).")
 flags.DEFINE_integer("cached_batches", 4, "Batches kept by the cached input.")
-flags.DEFINE_float("width", _D.width, "Backbone width.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size.")
-flags.DEFINE_integer("num_patches", _D.num_patches, "Patches.")
-flags.DEFINE_string("patching", _D.patching, "Patching scheme.")
-flags.DEFINE_string("objective", _D.objective, "Objective of the main runs.")
+flags.DEFINE_float("width", _D["width"], "Backbone width.")
+flags.DEFINE_integer("batch_size", _D["batch_size"], "Global batch size.")
+flags.DEFINE_integer("num_patches", _D["num_patches"], "Patches.")
+flags.DEFINE_string("patching", _D["patching"], "Patching scheme.")
+flags.DEFINE_string("objective", _D["objective"], "Objective of the main runs.")
 flags.DEFINE_integer("ranking_repeats", 50, "Calls of the isolated loss.")
 FLAGS = flags.FLAGS
 
@@ -59,7 +60,7 @@ def _config(**overrides):
                 patching=FLAGS.patching, objective=FLAGS.objective,
                 verbose=False)
   values.update(overrides)
-  return training.TrainConfig(**values)
+  return config_lib.TrainConfig().replace(**values)
 
 
 class StepTimer:
@@ -109,19 +110,14 @@ def time_variants(variants):
 
 def time_loss_alone(config):
   """Median seconds of the objective's loss forward + backward on scores."""
-  objective = objectives.make_objective(
-      config.objective, config.num_patches,
-      perturbation_samples=config.perturbation_samples,
-      perturbation_sigma=config.perturbation_sigma,
-      regularization=config.regularization,
-      regularization_strength=config.regularization_strength,
-      num_permutations=config.num_permutations)
+  objective = objectives.from_config(config.objective,
+                                     config.frontend.num_patches)
   scores = tf.random.normal([config.batch_size, objective.head_size])
-  if config.objective == "classification":
+  if objective.name == "classification":
     target = tf.zeros([config.batch_size], tf.int32)
   else:
     target = tf.argsort(tf.random.normal([config.batch_size,
-                                          config.num_patches]))
+                                          objective.num_patches]))
   seed = tf.constant([1, 2], tf.int64)
 
   @tf.function

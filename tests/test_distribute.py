@@ -37,7 +37,7 @@ def _fixed_batches(objective, num_batches=2):
 
 
 def _first_updates(strategy, objective, normalization, steps=2):
-  config = training.TrainConfig(
+  config = training.TrainConfig().replace(
       objective=objective, num_patches=NUM_PATCHES, batch_size=GLOBAL_BATCH,
       optimizer="sgd", learning_rate=0.05, width=1 / 16, embedding_dim=8,
       normalization=normalization, num_permutations=6, seed=3)
@@ -118,7 +118,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from audio_perm import distribute, training
 strategy = distribute.get_strategy("multi_worker")
-config = training.TrainConfig(**json.loads(sys.argv[2]))
+config = training.TrainConfig().replace(**json.loads(sys.argv[2]))
 result = training.train(config, strategy)
 _, task_id = distribute.task_info(strategy)
 np.savez(os.path.join(sys.argv[3], f"weights_{task_id}.npz"),

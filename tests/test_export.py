@@ -49,8 +49,9 @@ def test_export_frontend_is_raw_log_spectrogram_bands_with_centred_crop():
   # does it), and the centred crop_frames window, cut into frequency bands.
   from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
   w = _waveforms(2, 64000)
-  config = export.EncoderConfig(num_patches=10, crop_frames=100, **TINY)
-  got = export.waveform_to_patches(tf.constant(w), config).numpy()
+  config = export.EncoderConfig().replace(num_patches=10, crop_frames=100,
+                                          **TINY)
+  got = export.waveform_to_patches(tf.constant(w), config.frontend).numpy()
   spec = spectrogram.log_magnitude_spectrogram(w).numpy()  # [2, 398, 513]
   start = (398 - 100) // 2
   window = spec[:, start:start + 100, :510]  # 10 bands of 51 bins.
@@ -70,9 +71,9 @@ def test_random_encoder_is_seeded():
 
 
 @pytest.mark.parametrize("config", [
-    export.EncoderConfig(patching="time", num_patches=6, **TINY),
-    export.EncoderConfig(patching="time_frequency", num_patches=6,
-                         grid=(3, 2), **TINY),
+    export.EncoderConfig().replace(patching="time", num_patches=6, **TINY),
+    export.EncoderConfig().replace(patching="time_frequency", num_patches=6,
+                                   grid=(3, 2), **TINY),
 ])
 def test_other_schemes_build_and_embed(config):
   module = export.random_encoder(config, seed=0)
@@ -80,14 +81,17 @@ def test_other_schemes_build_and_embed(config):
 
 
 def test_mismatched_frontend_is_refused():
-  encoder = export.EncoderConfig(num_patches=8, **TINY).build_keras_encoder()
+  encoder = export.EncoderConfig().replace(num_patches=8,
+                                           **TINY).build_keras_encoder()
   with pytest.raises(ValueError, match="patches of shape"):
-    export.WaveformEncoder(encoder, "frequency", num_patches=10)
+    export.WaveformEncoder(encoder,
+                           export.EncoderConfig().replace(**TINY))
 
 
 def test_config_round_trips_through_dict():
-  config = export.EncoderConfig(patching="time_frequency", num_patches=6,
-                                grid=(2, 3), width=0.5, embedding_dim=12)
+  config = export.EncoderConfig().replace(
+      patching="time_frequency", num_patches=6, grid=(2, 3), width=0.5,
+      embedding_dim=12)
   values = json.loads(json.dumps(config.to_dict()))
   assert export.EncoderConfig.from_dict(dict(values, unrelated=1)) == config
 
@@ -113,7 +117,7 @@ print(json.dumps(result))
 def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
   module = export.random_encoder(seed=1, **TINY)
   export_dir = export.export_encoder(module.encoder, str(tmp_path / "enc"),
-                                     "frequency", 10)
+                                     module.config)
   inputs = {"full": _waveforms(3, 64000, seed=1),
             "one": _waveforms(1, 64000, seed=2),
             "short": _waveforms(2, 20000, seed=3),

@@ -161,7 +161,7 @@ def _learnable_dataset_fn(num_patches, patch_shape, batch_size,
 @pytest.mark.parametrize("objective", objectives.OBJECTIVES)
 def test_accuracy_rises_well_above_chance_on_a_learnable_case(objective):
   num_patches, patch_shape, batch_size = 5, (6, 6), 32
-  config = training.TrainConfig(
+  config = training.TrainConfig().replace(
       objective=objective, num_patches=num_patches, batch_size=batch_size,
       learning_rate=3e-3, width=1 / 16, embedding_dim=32, num_permutations=24,
       perturbation_samples=20, train_steps=60)

@@ -1,0 +1,238 @@
+"""The model, optimizer, checkpoint and distributed step of a pretraining run.
+
+`Trainer(config, strategy)` builds, inside `strategy.scope()`, the CFN pretext
+model (models.build_encoder + build_pretext_model), the optimizer and a step
+counter, and one `tf.train.Checkpoint(model, optimizer, step)` over them:
+every variable of the model is tracked under `model/` (the backbone's blocks
+are attributes, not lists), so a model-only restore works and nothing is
+saved by path.
+
+The step: each replica computes its per-example losses on its share of the
+batch and divides their sum by the GLOBAL batch size; the optimizer
+all-reduces the gradients with a SUM, so the update is that of the mean loss
+over the global batch for any number of replicas.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from audio_perm import config as config_lib
+from audio_perm import distribute
+from audio_perm import export as export_lib
+from audio_perm import models
+from audio_perm import objectives as objectives_lib
+from audio_perm import patches as patches_lib
+from audio_perm import permutations
+
+OPTIMIZERS = config_lib.OPTIMIZERS
+
+
+def make_optimizer(name, learning_rate):
+  """A Keras optimizer by name, with a constant learning rate."""
+  if name == "adam":
+    return keras.optimizers.Adam(learning_rate)
+  if name == "adamw":
+    return keras.optimizers.AdamW(learning_rate)
+  if name == "sgd":
+    return keras.optimizers.SGD(learning_rate, momentum=0.9)
+  if name == "rmsprop":
+    return keras.optimizers.RMSprop(learning_rate)
+  raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
+
+
+def mixed_precision_policy():
+  """"mixed_float16" on GPUs, "mixed_bfloat16" on CPUs and TPUs."""
+  if tf.config.list_logical_devices("GPU"):
+    return "mixed_float16"
+  return "mixed_bfloat16"
+
+
+class Trainer:
+  """Model, optimizer, checkpoint and the distributed train function.
+
+  Args:
+    config: TrainConfig (validated by the caller).
+    strategy: tf.distribute.Strategy (default: the default strategy).
+    patch_shape: optional (patch_frames, patch_bins) overriding the frontend's
+      (synthetic inputs in tests and benchmarks; such a model cannot export).
+  """
+
+  def __init__(self, config, strategy=None, patch_shape=None):
+    self.config = config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.objective = objectives_lib.from_config(
+        config.objective, config.frontend.num_patches)
+    self.encoder_config = config.encoder
+    self.global_batch_size = config.batch_size
+    distribute.per_replica_batch_size(self.strategy, config.batch_size)
+    if (config.jit_compile and config.encoder.normalization == "batch"
+        and self.strategy.num_replicas_in_sync > 1):
+      raise ValueError(
+          "jit_compile with normalization=batch over "
+          f"{self.strategy.num_replicas_in_sync} replicas: synchronised "
+          "BatchNorm cannot all-reduce inside an XLA cluster; use "
+          "normalization=example or no jit_compile.")
+    previous_policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+      keras.mixed_precision.set_global_policy(mixed_precision_policy())
+    try:
+      with self.strategy.scope():
+        self.model, self.encoder = self.build_model(config, patch_shape,
+                                                    self.objective)
+        optimizer = make_optimizer(config.optimizer.name,
+                                   config.optimizer.learning_rate)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+          optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="step",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    finally:
+      keras.mixed_precision.set_global_policy(previous_policy)
+    # Every model variable (BatchNorm statistics included) is tracked under
+    # model/; the optimizer's slots under optimizer/.
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, step=self.step)
+    self._train_function = None
+
+  @staticmethod
+  def build_model(config, patch_shape=None, objective=None):
+    """(pretext model, encoder) of `config`, seeded by config.seed.
+
+    Args:
+      config: TrainConfig.
+      patch_shape: optional (patch_frames, patch_bins) instead of the
+        frontend's.
+      objective: the objectives.Objective (default: from config).
+    """
+    if objective is None:
+      objective = objectives_lib.from_config(config.objective,
+                                             config.frontend.num_patches)
+    keras.utils.set_random_seed(config.seed)
+    if patch_shape is None:
+      encoder = config.encoder.build_keras_encoder()
+    else:
+      encoder = models.build_encoder(
+          config.frontend.num_patches, patch_shape,
+          width=config.encoder.width,
+          embedding_dim=config.encoder.embedding_dim,
+          normalization=config.encoder.normalization)
+    return models.build_pretext_model(encoder, objective.head_size), encoder
+
+  # --- the step -------------------------------------------------------------
+
+  def _compute(self, patches, target, seed):
+    """Loss (mean over the GLOBAL batch), gradients, summed accuracy."""
+    with tf.GradientTape() as tape:
+      outputs = self.model(patches, training=True)
+      per_example_loss = self.objective.loss(outputs, target, seed=seed)
+      # Divide by the GLOBAL batch, not this replica's: the optimizer SUMS the
+      # replicas' gradients, so the update is that of the global mean loss
+      # for any number of replicas (a per-replica mean would scale it by the
+      # replica count).
+      loss = tf.nn.compute_average_loss(
+          per_example_loss, global_batch_size=self.global_batch_size)
+      scaled_loss = loss
+      if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+        scaled_loss = self.optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled_loss, self.model.trainable_variables)
+    accuracy = tf.reduce_sum(self.objective.accuracy(outputs, target)) / (
+        self.global_batch_size)
+    return loss, grads, accuracy
+
+  def _replica_step(self, batch, step):
+    patches, target = batch
+    ctx = tf.distribute.get_replica_context()
+    # Distinct perturbation noise per step and replica, reproducible.
+    seed = tf.stack([tf.cast(self.config.seed, tf.int64),
+                     step * 1024 + tf.cast(ctx.replica_id_in_sync_group,
+                                           tf.int64)])
+    loss, grads, accuracy = self._compute_fn(patches, target, seed)
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    return loss, accuracy
+
+  def train_function(self):
+    """tf.function(iterator, num_steps) -> (mean loss, mean accuracy).
+
+    Runs num_steps (a scalar int32 tensor, so no retracing) optimisation
+    steps on the global batches drawn from the distributed iterator.
+    """
+    if self._train_function is not None:
+      return self._train_function
+    # XLA compiles the forward and backward pass of one replica; the
+    # optimizer update (which all-reduces gradients across replicas) stays
+    # outside. Without XLA the computation is inlined into the outer
+    # tf.function: a nested one would forbid cross-replica syncs inside it
+    # (synchronised BatchNorm).
+    self._compute_fn = (tf.function(self._compute, jit_compile=True)
+                        if self.config.jit_compile else self._compute)
+    strategy = self.strategy
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+      loss_sum = tf.constant(0.0)
+      accuracy_sum = tf.constant(0.0)
+      for _ in tf.range(num_steps):
+        batch = next(iterator)
+        loss, accuracy = strategy.run(self._replica_step,
+                                      args=(batch, self.step.read_value()))
+        # Each replica's value is already divided by the global batch.
+        loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, None)
+        accuracy_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, accuracy,
+                                        None)
+        self.step.assign_add(1)
+      count = tf.cast(num_steps, tf.float32)
+      return loss_sum / count, accuracy_sum / count
+
+    self._train_function = train_steps
+    return train_steps
+
+  def distributed_iterator(self, dataset_fn):
+    """Iterator of per-replica batches from dataset_fn(input_context)."""
+    return iter(distribute.distribute_dataset(self.strategy, dataset_fn))
+
+  # --- checkpoints and export ------------------------------------------------
+
+  def restore(self, model_dir):
+    """Restores the latest checkpoint of model_dir; returns its step (0)."""
+    from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
+    return checkpoints.restore_latest(self.checkpoint, self.step, model_dir)
+
+  def export(self, export_dir):
+    """Writes the encoder SavedModel from an undistributed float32 copy."""
+    clone = self.encoder_config.build_keras_encoder()
+    clone.set_weights([np.asarray(w) for w in self.encoder.get_weights()])
+    return export_lib.export_encoder(clone, export_dir, self.encoder_config)
+
+  # --- images --------------------------------------------------------------
+
+  def spectrogram_images(self, patches, target):
+    """Images [3, bins', frames', 1] in [0, 1]: shuffled, re-ordered, original.
+
+    Args:
+      patches: float [batch, n, h, w, 1] shuffled patches (the first example
+        is drawn).
+      target: the batch's target.
+    """
+    patches = patches[:1]
+    target = target[:1]
+    outputs = self.model(patches, training=False)
+    predicted = self.objective.predicted_ranks(outputs)
+    true = self.objective.target_ranks(target)
+    shuffled = patches[..., 0]  # [1, n, h, w]
+    grid = self.encoder_config.frontend.grid
+    scheme = self.encoder_config.frontend.patching
+    views = [shuffled,
+             permutations.unshuffle_patches(shuffled, predicted),
+             permutations.unshuffle_patches(shuffled, true)]
+    images = tf.concat(
+        [patches_lib.assemble_patches(v, scheme, grid) for v in views],
+        axis=0)  # [3, frames, bins]
+    images = tf.reverse(tf.transpose(images, [0, 2, 1]), axis=[1])
+    low = tf.reduce_min(images)
+    images = (images - low) / (tf.reduce_max(images) - low + 1e-6)
+    return images[..., tf.newaxis]  # [3, bins, frames, 1], low freq at bottom
+
+

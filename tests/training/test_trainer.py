@@ -1,0 +1,122 @@
+"""Tests of audio_perm.training.trainer: the step, objectives, precision, XLA."""
+
+from audio_perm import objectives
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import training
+
+
+@pytest.mark.parametrize("objective", objectives.OBJECTIVES)
+def test_each_objective_lowers_its_loss_on_rendered_data(tiny_config, objective,
+                                                         rendered_dataset_dir):
+  config = tiny_config(rendered_dataset_dir, objective=objective)
+  config.validate()
+  trainer = training.Trainer(config)
+  dataset_fn = training.make_dataset_fn(config,
+                                        trainer.objective.permutation_set)
+  patches, target = next(iter(dataset_fn(tf.distribute.InputContext())))
+  assert patches.shape == (4, 4, 398, 128, 1)
+  seed = tf.constant([5, 6], tf.int64)
+
+  def loss_now():
+    # Training mode: BatchNorm (the default) normalises with this batch's
+    # statistics, as in the steps; its moving averages barely move in 8.
+    outputs = trainer.model(patches, training=True)
+    return float(tf.reduce_mean(trainer.objective.loss(outputs, target,
+                                                       seed=seed)))
+
+  before = loss_now()
+  iterator = trainer.distributed_iterator(
+      lambda ctx: tf.data.Dataset.from_tensors((patches, target)).repeat())
+  trainer.train_function()(iterator, tf.constant(8))
+  after = loss_now()
+  assert np.isfinite(after)
+  assert after < 0.9 * before, (before, after)
+
+
+def test_default_run_and_eval_baselines_share_one_architecture():
+  # eval.py --encoder=random (no SavedModel listed) must build the network
+  # `python train.py` trains by default, weight for weight.
+  from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
+  from audio_perm import export  # pylint: disable=g-import-not-at-top
+  default_run = training.TrainConfig()
+  assert default_run.encoder == export.EncoderConfig()
+  baseline = evaluation.default_architecture(("random", "handcrafted"))
+  assert baseline == default_run.encoder
+  random = evaluation.random_encoder(baseline)
+  trained = training.Trainer(default_run).encoder
+  # random.embed is the export.WaveformEncoder module.
+  assert [tuple(w.shape) for w in random.embed.encoder.weights] == [
+      tuple(w.shape) for w in trained.weights]
+
+
+def test_steps_per_execution_and_jit_compile_give_the_same_training(fixed_batch_trainer, tmp_path):
+  """3 steps in one call == 3 calls of 1 step; XLA == no XLA (rounding)."""
+  runs = {}
+  for name, kwargs, chunks in [("plain", {}, [1, 1, 1]),
+                               ("inner_loop", {}, [3]),
+                               ("xla", dict(jit_compile=True), [1, 2])]:
+    # SGD: Adam's first steps (~lr * sign(g)) would amplify rounding in tiny
+    # gradients.
+    trainer, iterator = fixed_batch_trainer(str(tmp_path), optimizer="sgd",
+                                             **kwargs)
+    train_fn = trainer.train_function()
+    losses = [float(train_fn(iterator, tf.constant(c))[0]) for c in chunks]
+    assert int(trainer.step.numpy()) == 3
+    runs[name] = (trainer.model.get_weights(), losses)
+  for name in ("inner_loop", "xla"):
+    tol = 1e-6 if name == "inner_loop" else 1e-3
+    for a, b in zip(runs["plain"][0], runs[name][0]):
+      np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=name)
+  np.testing.assert_allclose(runs["plain"][1][0], runs["xla"][1][0],
+                             rtol=1e-4)
+
+
+def test_mixed_precision_trains_in_bfloat16_and_exports_float32(fixed_batch_trainer, tmp_path):
+  trainer, iterator = fixed_batch_trainer(str(tmp_path), mixed_precision=True)
+  conv = trainer.encoder.get_layer("backbone").blocks[0].conv
+  assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
+  loss, _ = trainer.train_function()(iterator, tf.constant(2))
+  assert np.isfinite(float(loss))
+  export_dir = trainer.export(str(tmp_path / "enc"))
+  serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+  out = serve(waveform=tf.zeros([1, 64000]))["embedding"]
+  assert out.dtype == tf.float32 and out.shape == (1, 8)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(patching="time_frequency", num_patches=10, grid=(3, 4)), "grid"),
+    (dict(patching="frequency", grid=(2, 2)), "grid"),
+    (dict(objective="classification", num_patches=4, num_permutations=30),
+     "4!"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(train_steps=-5), "train_steps"),
+    (dict(learning_rate=0.0), "learning_rate"),
+    (dict(width=-1.0), "width"),
+    (dict(num_patches=600), "num_patches=600"),
+    (dict(optimizer="adagrad"), "optimizer"),
+])
+def test_bad_configs_raise_value_error(tiny_config, kwargs, match, tmp_path):
+  config = tiny_config(str(tmp_path), **kwargs)
+  with pytest.raises(ValueError, match=match):
+    config.validate(check_data=False)
+
+
+def test_missing_data_dir_says_how_to_make_one(tiny_config, tmp_path):
+  config = tiny_config(str(tmp_path / "nowhere"))
+  with pytest.raises(ValueError, match="python -m data_prep.render"):
+    config.validate()
+
+
+def test_settings_of_another_objective_are_reported_as_ignored():
+  config = training.TrainConfig().replace(objective="mse")
+  messages = config.ignored_settings({"perturbation_sigma", "batch_size",
+                                      "num_permutations"})
+  assert len(messages) == 2
+  assert any("--perturbation_sigma is ignored" in m for m in messages)
+  assert any("--num_permutations is ignored" in m for m in messages)
+  assert not training.TrainConfig().replace(
+      objective="perturbed_fy").ignored_settings(
+      {"perturbation_sigma"})
