@@ -2,13 +2,26 @@
 
 Spectrogram patches are shuffled and a context-free network learns to put them
 back in order through a differentiable ranking layer (Carr et al., IEEE SPL
-2021). Modules:
+2021). The library, data flowing top to bottom:
 
+  config        every setting, its default and its validation, once
   spectrogram   waveform -> log magnitude STFT (tf.signal, on graph)
   patches       spectrogram -> patches for each scheme, and back
   permutations  uniform sampling, fixed Hamming sets, ranks <-> permutations
-  ranking       soft_rank / soft_sort (l2, kl), perturbed ranks, hard ranks
-  data          NSynth folder datasets / Magenta TFRecords -> pretext examples
+  ranking/      soft_rank / soft_sort (l2, kl), perturbed ranks, hard ranks,
+                the Fenchel-Young loss and Keras wrappers (graph-native)
+  objectives    the four pretext losses and the partial-ranks accuracy
+  data/         NSynth folder datasets / Magenta TFRecords -> pretext examples
+                and waveforms; corrupt-file checks
+  models        the CFN encoder from registered, fully tracked layers
+  distribute    tf.distribute strategies by name
+  export        waveform encoders and SavedModels
+  training/     the loop, checkpoints (model + optimizer + step), summaries
+  probe         probes on frozen embeddings
+  evaluation/   datasets, encoders, embedding, supervised baseline, protocol,
+                report
+  diagnostics   what a run learned against its random twin
+  study/        the paper's study harness (Tables I-II, Figs. 2-3)
 """
 
 __version__ = "0.1.0"

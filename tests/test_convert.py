@@ -362,6 +362,7 @@ def test_bad_arguments(tmp_path, kwargs, match):
     convert.convert(path, str(tmp_path / "out"), progress=False, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_input,match", [
     (lambda d: str(d / "none-*.tfrecord"), "matches no file"),
     (lambda d: (d / "bad.tfrecord").write_bytes(b"\x00" * 64) and

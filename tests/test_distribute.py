@@ -69,8 +69,8 @@ def two_replicas():
 
 
 @pytest.mark.parametrize("objective,normalization", [
-    ("soft_rank", "example"),
-    ("classification", "example"),
+    pytest.param("soft_rank", "example", marks=pytest.mark.slow),
+    pytest.param("classification", "example", marks=pytest.mark.slow),
     ("mse", "batch"),  # Synchronised BatchNorm also gives the same update.
 ])
 def test_one_and_two_replicas_give_the_same_updates(objective, normalization,
@@ -138,6 +138,7 @@ def _free_ports(count):
   return ports
 
 
+@pytest.mark.slow
 def test_two_workers_train_to_identical_weights(tmp_path, rendered_dataset_dir):
   ports = _free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

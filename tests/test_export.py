@@ -114,6 +114,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
   module = export.random_encoder(seed=1, **TINY)
   export_dir = export.export_encoder(module.encoder, str(tmp_path / "enc"),

@@ -456,6 +456,7 @@ def test_missing_tinysoundfont_says_how_to_install(monkeypatch):
     render.Synthesizer(render.default_soundfont_path())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,match", [
     (["--soundfont=/no/such.sf2"], "/no/such.sf2"),
     (["--max_notes=0"], "max_notes"),
