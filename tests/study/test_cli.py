@@ -1,4 +1,4 @@
-"""The study harness: the grid, its de-duplication, the smoke scale end to end.
+"""The study end to end at the smoke scale, through the command line too.
 
 The end-to-end test runs `--scale=smoke` on the shared tiny dataset, checks
 the report against the evaluation JSONs it was written from, then reruns it
@@ -8,7 +8,6 @@ retrained).
 """
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -17,95 +16,15 @@ import sys
 import pytest
 
 from audio_perm import experiments
+from audio_perm import study
+from audio_perm.study import plan as plan_lib
+from audio_perm.study import scales
+from audio_perm.study import tables
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-# ------------------------------------------------------------------ plan
-
-
-def test_paper_grid_shares_runs_between_tables(tmp_path):
-  plan = experiments.make_plan(experiments.SCALES["paper"], str(tmp_path),
-                               "/data")
-  # Table I: 4 objectives x 3 seeds; Table II adds time and time_frequency
-  # (x 3 seeds); Fig. 3 adds n = 4, 8, 12 for 2 objectives (x 3 seeds): its
-  # n = 10 points are Table I's runs.
-  assert len(plan.runs) == 12 + 6 + 18
-  assert plan.table2["frequency"] == plan.table1["perturbed_fy"]
-  assert plan.fig3[("perturbed_fy", 10)] == plan.table1["perturbed_fy"]
-  assert plan.fig3[("classification", 10)] == plan.table1["classification"]
-  assert plan.fig2_pretrained == plan.table1["perturbed_fy"]
-  for names in plan.table1.values():
-    assert [plan.runs[n].seed for n in names] == [0, 1, 2]
-  # Every cell's runs are distinct settings or seeds.
-  cells = (list(plan.table1.values()) + list(plan.table2.values())
-           + list(plan.fig3.values()))
-  assert {n for names in cells for n in names} == set(plan.runs)
-  # The fixed set holds min(K, n!) permutations: 4! = 24 < 100.
-  config = plan.runs["frequency_n4_classification_s0"].config
-  assert config.num_permutations == math.factorial(4) == 24
-  assert plan.runs["frequency_n8_classification_s0"].config \
-      .num_permutations == 100
-  config.validate(check_data=False)
-  # Every run has the paper's optimisation.
-  for run in plan.runs.values():
-    assert (run.config.learning_rate, run.config.batch_size,
-            run.config.width, run.config.optimizer) == (1e-6, 32, 1.0, "adam")
-  # Fig. 2's encoder is evaluated once, at Table I's and Fig. 2's counts.
-  assert plan.evals["frequency_n10_perturbed_fy_s0"].num_labeled == (
-      100, 300, 1000, 3000)
-  assert plan.evals["frequency_n10_soft_rank_s0"].num_labeled == (1000,)
-  assert plan.evals["supervised_fig2"].num_labeled == (100, 300, 3000)
-  # Table II's random encoders: each patch shape's CFN untrained, per seed,
-  # built like that shape's run (frequency's is Table I's random encoder).
-  assert plan.table2_random["frequency"] == plan.table1_random
-  for patching in ("time", "time_frequency"):
-    names = plan.table2_random[patching]
-    assert names == [f"random_{patching}_s{seed}" for seed in range(3)]
-    for seed, name in enumerate(names):
-      spec = plan.evals[name]
-      assert (spec.encoder, spec.run, spec.encoder_seed) == (
-          "random", plan.table2[patching][seed], seed)
-      assert plan.runs[spec.run].config.patching == patching
-
-
-def test_table2_objective_moves_the_shared_runs(tmp_path):
-  plan = experiments.make_plan(experiments.SCALES["paper"], str(tmp_path),
-                               "/data", table2_objective="soft_rank")
-  assert plan.table2["frequency"] == plan.table1["soft_rank"]
-  assert plan.table2["time"] == [f"time_n10_soft_rank_s{s}" for s in range(3)]
-  # Fig. 3 still compares perturbed_fy with classification.
-  assert plan.fig3[("perturbed_fy", 10)] == plan.table1["perturbed_fy"]
-  with pytest.raises(ValueError, match="'ranknet'"):
-    experiments.make_plan(experiments.SCALES["paper"], str(tmp_path), "/data",
-                          table2_objective="ranknet")
-
-
-def test_cpu_scale_is_budgeted_under_75_minutes(tmp_path):
-  plan = experiments.make_plan(experiments.SCALES["cpu"], str(tmp_path),
-                               "/data")
-  seconds, counts = experiments.estimate_seconds(plan)
-  assert counts["runs"] == len(plan.runs) == 4 + 2 + 6
-  assert counts["steps"] == len(plan.runs) * 200
-  assert seconds <= 75 * 60, experiments._fmt_duration(seconds)
-  # Every paper-scale difference is declared.
-  reduced = " ".join(experiments.reductions(experiments.SCALES["cpu"]))
-  for word in ("width", "pretraining steps", "learning rate",
-               "Table I pretraining seeds", "Fig. 2 label counts"):
-    assert word in reduced
-  assert experiments.reductions(experiments.SCALES["paper"]) == []
-
-
-def test_orderings_follow_each_metric_direction():
-  assert experiments._better(0.8, 0.7, "accuracy") is True
-  assert experiments._better(120.0, 150.0, "mse") is True
-  assert experiments._better(150.0, 120.0, "mse") is False
-  assert experiments._better(0.5, 0.5, "accuracy") == "tie"
-  assert experiments._better(None, 0.5, "accuracy") is None
-
-
-# ------------------------------------------------------------ end to end
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 
 def _cell(report, row_label, column_index):
@@ -116,15 +35,22 @@ def _cell(report, row_label, column_index):
   raise AssertionError(f"no row {row_label!r}")
 
 
+def test_experiments_is_an_alias_of_study():
+  assert experiments.run_experiments is study.run_experiments
+  assert experiments.make_plan is plan_lib.make_plan
+  assert experiments.SCALES is scales.SCALES
+  assert experiments.main is study.main
+
+
+@pytest.mark.slow
 def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   out = str(tmp_path / "study")
   messages = []
-  first = experiments.run_experiments(
+  first = study.run_experiments(
       "smoke", out, data_dir=rendered_dataset_dir, log=messages.append)
   assert any(m.startswith("Estimated time:") for m in messages)
 
-  plan = experiments.make_plan(experiments.SCALES["smoke"], out,
-                               rendered_dataset_dir)
+  plan = plan_lib.make_plan(scales.SCALES["smoke"], out, rendered_dataset_dir)
   expected = {f"train {n}" for n in plan.runs} | {
       f"eval {n}" for n in plan.evals}
   assert set(first["executed"]) == expected and not first["skipped"]
@@ -139,7 +65,7 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
 
   report = open(first["report"]).read()
   assert first["report"] == os.path.join(out, "results.md")
-  for label in experiments.ROW_LABELS.values():
+  for label in tables.ROW_LABELS.values():
     assert f"| {label} |" in report
   for column in ("Random embedding", "No pretraining",
                  "Fixed permutation (XE)", "Fast Soft Ranking",
@@ -171,7 +97,7 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   assert "## Discussion" in report and "## Every run" in report
   # The random time-slice CFN was built with time slices.
   stored = json.load(open(os.path.join(out, "evals", "random_time_s0.json")))
-  assert '"architecture": {"patching": "time"' in json.dumps(stored)
+  assert stored["config"]["architecture"]["patching"] == "time"
   assert "The same CFNs untrained" in report
   assert re.search(r"- time: pretrained > the same CFN untrained on "
                    r"Instrument family accuracy: (yes|no|tie) ", report)
@@ -190,11 +116,10 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   # nothing runs; the plots go beside the report.
   report_path = str(tmp_path / "docs" / "results.md")
   proc = subprocess.run(
-      [sys.executable, "-m", "audio_perm.experiments", "--scale=smoke",
+      [sys.executable, "-m", "audio_perm.study", "--scale=smoke",
        f"--out={out}", f"--data_dir={rendered_dataset_dir}",
        f"--report={report_path}", "--noprogress"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+      cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "pending: 0 runs" in proc.stdout
   assert f"(0 executed, {len(expected)} already done" in proc.stdout
@@ -205,9 +130,9 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   # A person's discussion beside the report survives every rewrite.
   with open(tmp_path / "docs" / "results_discussion.md", "w") as f:
     f.write("The orderings agree, said nobody.\n")
-  experiments.run_experiments("smoke", out, data_dir=rendered_dataset_dir,
-                              report_path=report_path, report_only=True,
-                              log=lambda m: None)
+  study.run_experiments("smoke", out, data_dir=rendered_dataset_dir,
+                        report_path=report_path, report_only=True,
+                        log=lambda m: None)
   rewritten = open(report_path).read()
   assert "## Discussion\n\nThe orderings agree, said nobody.\n" in rewritten
   assert "To be written by a person" not in rewritten
@@ -219,7 +144,7 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   before = os.path.getmtime(checkpoint)
   os.remove(os.path.join(out, "evals", "handcrafted.json"))
   os.remove(os.path.join(out, "runs", name, "summary.json"))
-  third = experiments.run_experiments(
+  third = study.run_experiments(
       "smoke", out, data_dir=rendered_dataset_dir, log=lambda m: None)
   assert sorted(third["executed"]) == ["eval handcrafted", f"train {name}"]
   assert os.path.getmtime(checkpoint) == before
@@ -232,18 +157,31 @@ def test_smoke_scale_end_to_end_then_resumes(tmp_path, rendered_dataset_dir):
   assert [i["report_only"] for i in invocations] == [False, False, True,
                                                      False]
   assert f"--report={report_path}" in invocations[1]["command"]
+  assert invocations[0]["command"].startswith("python -m audio_perm.study ")
 
   # Another scale in the same folder is refused with one clear message.
   with pytest.raises(ValueError, match="holds a 'smoke' study"):
-    experiments.run_experiments("cpu", out, data_dir=rendered_dataset_dir,
-                                log=lambda m: None)
+    study.run_experiments("cpu", out, data_dir=rendered_dataset_dir,
+                          log=lambda m: None)
 
 
 def test_too_small_data_is_refused_before_any_training(tmp_path,
                                                         rendered_dataset_dir):
   with pytest.raises(ValueError, match=r"has \d+ train notes; scale 'cpu' "
                                        r"draws up to 2000"):
-    experiments.run_experiments("cpu", str(tmp_path / "study"),
-                                data_dir=rendered_dataset_dir,
-                                log=lambda m: None)
+    study.run_experiments("cpu", str(tmp_path / "study"),
+                          data_dir=rendered_dataset_dir, log=lambda m: None)
   assert not os.path.exists(tmp_path / "study" / "runs")
+
+
+@pytest.mark.slow
+def test_old_command_still_runs(tmp_path):
+  # python -m audio_perm.experiments is an alias: same flags, same plan.
+  proc = subprocess.run(
+      [sys.executable, "-m", "audio_perm.experiments", "--scale=cpu",
+       f"--out={tmp_path}", "--dry_run"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Scale cpu: 12 pretraining runs (2,400 steps)" in proc.stdout
+  assert "  run  frequency_n4_classification_s0: to do" in proc.stdout
+  assert not os.listdir(tmp_path)  # A dry run writes nothing.
