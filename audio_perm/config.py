@@ -388,6 +388,11 @@ class TrainConfig:
   jit_compile: bool = _leaf(False, "bool", "XLA-compile the forward/backward "
                             "pass.", runtime=True)
   seed: int = _leaf(0, "integer", "Seed of weights, data and noise.")
+  deterministic: bool = _leaf(
+      False, "bool", "Bit-reproducible runs: TensorFlow's op determinism and "
+      "an input pipeline whose parallel stages keep their order, so the same "
+      "command and seed give the same checkpoints and encoder on the same "
+      "hardware and software.")
   verbose: bool = _leaf(True, "bool", "Show the progress bar.", runtime=True)
   # Read each TFRecord file up to its first corrupt record and skip the rest
   # (data.pretext_dataset(skip_corrupt=True)); a runtime setting, so a run

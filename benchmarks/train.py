@@ -9,6 +9,8 @@ Measures, for train.py's default configuration (override the model with
     `.take(k).cache().repeat()`): real / cached should be <= 1.1, i.e. the
     input pipeline keeps up with the model;
   * step time with jit_compile (XLA) on vs off (cached data);
+  * the cost of --deterministic (op determinism and an order-keeping input
+    pipeline) on real data: `deterministic_cost` = det / default - 1;
   * the ranking op's share of the step (goal < 5%): the step with the
     objective's ranking (perturbed_fy, soft_rank) against the same step with
     the ranking replaced by the identity (the "mse" objective: same model, the
@@ -63,6 +65,14 @@ def _config(**overrides):
   return config_lib.TrainConfig().replace(**values)
 
 
+def _set_op_determinism(enabled):
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-direct-tensorflow-import
+  if enabled:
+    tf_config.enable_op_determinism()
+  else:
+    tf_config.disable_op_determinism()
+
+
 class StepTimer:
   """A fresh Trainer on real or cached input, warmed up, timed step by step."""
 
@@ -79,11 +89,16 @@ class StepTimer:
     self.iterator = trainer.distributed_iterator(dataset_fn)
     self.train_fn = trainer.train_function()
     self.one = tf.constant(1)
+    self.deterministic = config.deterministic
+    _set_op_determinism(self.deterministic)
     for _ in range(max(FLAGS.warmup, FLAGS.cached_batches if cached else 0)):
       self.train_fn(self.iterator, self.one)
     self.times = []
 
   def step(self):
+    # Op determinism is process-wide: each timer runs its steps under its
+    # own setting (the tf.data half of --deterministic is per pipeline).
+    _set_op_determinism(self.deterministic)
     start = time.perf_counter()
     loss, _ = self.train_fn(self.iterator, self.one)
     float(loss)  # Waits for the step.
@@ -149,7 +164,7 @@ def main(argv):
       "load_average_1min": os.getloadavg()[0],
       "platform": platform.platform(),
       "tensorflow": tf.__version__,
-      "config": {k: getattr(base, k) for k in (
+      "config": {k: base.to_dict()[k] for k in (
           "patching", "num_patches", "objective", "batch_size", "width",
           "embedding_dim", "perturbation_samples")},
       "steps_timed": FLAGS.steps,
@@ -162,6 +177,7 @@ def main(argv):
 
   variants = {
       "real_data": (base, False),
+      "deterministic": (_config(deterministic=True), False),
       "cached_data": (base, True),
       "jit_compile": (_config(jit_compile=True), True),
       "identity_ranking(mse)": (_config(objective="mse"), True),
@@ -173,6 +189,8 @@ def main(argv):
   for name, seconds in medians.items():
     report(f"{name}_step_s", seconds)
   results["examples_per_second"] = base.batch_size / medians["real_data"]
+  results["deterministic_cost"] = (medians["deterministic"]
+                                  / medians["real_data"] - 1.0)
   results["real_over_cached"] = medians["real_data"] / medians["cached_data"]
   results["jit_speedup"] = medians["cached_data"] / medians["jit_compile"]
   identity = medians["identity_ranking(mse)"]
@@ -191,6 +209,8 @@ def main(argv):
           f"(difference with identity {100 * (step - identity) / step:+.1f}%)",
           flush=True)
   results["ranking_share"] = shares
+  print(f"--deterministic costs {100 * results['deterministic_cost']:+.1f}% "
+        "per step on real data", flush=True)
   print(f"real / cached = {results['real_over_cached']:.3f} (goal <= 1.1); "
         f"jit speed-up = {results['jit_speedup']:.2f}x; "
         f"{results['examples_per_second']:.1f} examples/s")

@@ -61,7 +61,8 @@ def make_dataset_fn(config, permutation_set=None):
         patching=frontend.patching, num_patches=frontend.num_patches,
         grid=frontend.grid, crop_frames=frontend.crop_frames, target=target,
         permutation_set=permutation_set, shuffle=True, seed=seed,
-        input_context=input_context, repeat=True,
+        deterministic=config.deterministic, input_context=input_context,
+        repeat=True,
         skip_corrupt=config.skip_corrupt)
 
   return dataset_fn

@@ -60,6 +60,9 @@ class Trainer:
 
   def __init__(self, config, strategy=None, patch_shape=None):
     self.config = config
+    if config.deterministic:
+      # Process-wide and irreversible: every later op must be deterministic.
+      tf.config.experimental.enable_op_determinism()
     self.strategy = strategy or tf.distribute.get_strategy()
     self.objective = objectives_lib.from_config(
         config.objective, config.frontend.num_patches)
