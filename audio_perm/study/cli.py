@@ -39,6 +39,9 @@ def main(argv=None):
   flags.DEFINE_bool("dry_run", False,
                     "Print the plan and the time estimate; run nothing.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
+  flags.DEFINE_bool("deterministic", None,
+                    "Bit-reproducible runs (train.py --deterministic); "
+                    "default: the scale's (on for smoke and cpu).")
   flags.mark_flags_as_required(["scale", "out"])
   flags_ = flags.FLAGS
 
@@ -55,7 +58,7 @@ def main(argv=None):
           report_path=flags_.report,
           table2_objective=flags_.table2_objective,
           report_only=flags_.report_only, dry_run=flags_.dry_run,
-          progress=flags_.progress,
+          progress=flags_.progress, deterministic=flags_.deterministic,
           log=lambda message: print(message, flush=True))
     except ValueError as error:
       print(f"audio_perm.study: error: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ pretty_midi), `max_notes` of the scale. The valid split gives the pretext
 accuracy, the train split the labelled subsets, the test split the scores.
 """
 
+import dataclasses
 import datetime
 import gc
 import json
@@ -252,7 +253,7 @@ def _execute(plan, result, progress, log):
 
 
 def canonical_command(scale_name, out_dir, data_dir, report_path,
-                      table2_objective):
+                      table2_objective, deterministic=None):
   """The command line that reproduces this invocation."""
   parts = [COMMAND, f"--scale={scale_name}", f"--out={out_dir}"]
   if data_dir:
@@ -261,6 +262,8 @@ def canonical_command(scale_name, out_dir, data_dir, report_path,
     parts.append(f"--report={report_path}")
   if table2_objective != "perturbed_fy":
     parts.append(f"--table2_objective={table2_objective}")
+  if deterministic is not None:
+    parts.append("--deterministic" if deterministic else "--nodeterministic")
   return " ".join(parts)
 
 
@@ -289,7 +292,8 @@ def _log_estimate(plan, log):
 
 def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
                     table2_objective="perturbed_fy", report_only=False,
-                    dry_run=False, progress=False, log=print):
+                    dry_run=False, progress=False, deterministic=None,
+                    log=print):
   """Runs what is missing of the study at a scale and writes the report.
 
   Args:
@@ -302,6 +306,8 @@ def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
     report_only: only rewrite the report from what is on disk.
     dry_run: print the plan and the estimate, run nothing, write nothing.
     progress: show progress bars.
+    deterministic: bit-reproducible runs (TrainConfig.deterministic); None:
+      the scale's setting (on for smoke and cpu).
     log: function for one-line messages.
 
   Returns:
@@ -312,12 +318,15 @@ def run_experiments(scale_name, out_dir, data_dir=None, report_path=None,
     raise ValueError(f"scale must be one of {scales_lib.SCALE_NAMES}, got "
                      f"{scale_name!r}.")
   scale = scales_lib.SCALES[scale_name]
+  if deterministic is not None:
+    scale = dataclasses.replace(
+        scale, train=scale.train.replace(deterministic=bool(deterministic)))
   wall_start = time.time()
   out_dir = os.path.abspath(out_dir)
   report_path = os.path.abspath(report_path or
                                 os.path.join(out_dir, "results.md"))
   command = canonical_command(scale_name, out_dir, data_dir, report_path,
-                              table2_objective)
+                              table2_objective, deterministic)
   if not data_dir and (dry_run or report_only):
     data_dir = _default_data_dir_path(scale)
   elif not (dry_run or report_only):
