@@ -87,7 +87,8 @@ def layer_encoders(keras_encoder, config, prefix):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
   def layers(waveforms):
-    return both(export.waveform_to_patches(waveforms, config), training=False)
+    return both(export.waveform_to_patches(waveforms, config.frontend),
+                training=False)
 
   encoders = []
   for index, layer in enumerate(LAYERS):
@@ -112,11 +113,11 @@ def run_encoders(model_dir, compare_random=True, twins=None):
   """
   from audio_perm import export  # pylint: disable=g-import-not-at-top
   from audio_perm import training  # pylint: disable=g-import-not-at-top
+  from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
   trained, config = training.load_trained_encoder(model_dir)
   encoders = layer_encoders(trained, config, f"{model_dir} trained")
   if compare_random:
-    with open(os.path.join(model_dir, training.FLAGS_FILENAME)) as f:
-      seed = training.TrainConfig.from_dict(json.load(f)).seed
+    seed = checkpoints.read_flags(model_dir).seed
     key = json.dumps([config.to_dict(), seed], sort_keys=True)
     if twins is not None and key in twins:
       return encoders
@@ -200,11 +201,14 @@ class DiagnosticsConfig:
 def diagnose(config: DiagnosticsConfig) -> List[Dict]:
   """One row per (encoder, layer): statistics and probe scores (seed means).
 
+  The probes are evaluation's (`evaluation.embed_and_probe`: the same
+  subsets, the same probe); the statistics are of the train embeddings of
+  the first task's subset of seed 0.
+
   Raises:
     ValueError (evaluation.EvaluationError included) for a bad run or data.
   """
   from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
-  from audio_perm import probe  # pylint: disable=g-import-not-at-top
   from data_prep import render  # pylint: disable=g-import-not-at-top
 
   if not config.model_dirs:
@@ -218,38 +222,19 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
   dataset_dir = config.dataset_dir or render.ensure_default_dataset()
   builder = evaluation.open_dataset(dataset_dir=dataset_dir)
   tasks = list(config.tasks)
-  train_labels = evaluation.read_labels(builder, "train", tasks,
-                                        progress=config.progress)
-  test_labels = evaluation.read_labels(builder, "test", tasks,
-                                       progress=config.progress)
-  subsets = evaluation.draw_subsets(train_labels, tasks, [config.num_labeled],
-                                    config.seeds)
-  indices = np.unique(np.concatenate(list(subsets.values())))
-  train, _, _ = evaluation.compute_embeddings(
-      builder, "train", encoders, indices=indices,
-      expected_labels=train_labels, progress=config.progress)
-  test, _, _ = evaluation.compute_embeddings(
-      builder, "test", encoders, expected_labels=test_labels,
-      progress=config.progress)
-  stats_subset = subsets[(tasks[0], config.num_labeled, 0)]
-  position = {index: i for i, index in enumerate(indices)}
+  run = evaluation.embed_and_probe(builder, encoders, tasks,
+                                   [config.num_labeled], config.seeds,
+                                   progress=config.progress)
   rows = []
   for encoder in encoders:
-    features = train[encoder.name]
-    row = {"encoder": encoder.name.rsplit("/", 1)[0],
-           "layer": encoder.name.rsplit("/", 1)[1]}
-    row.update(embedding_statistics(
-        features[[position[i] for i in stats_subset]]))
+    prefix, layer = encoder.name.rsplit("/", 1)
+    row = {"encoder": prefix, "layer": layer}
+    row.update(embedding_statistics(run.subset_features(
+        encoder.name, tasks[0], config.num_labeled, 0)))
     for task in tasks:
       for head in evaluation.TASKS[task].heads:
-        values = []
-        for seed in range(config.seeds):
-          subset = subsets[(task, config.num_labeled, seed)]
-          rows_of = [position[i] for i in subset]
-          result = probe.fit_and_score(
-              features[rows_of], train_labels[task][subset],
-              test[encoder.name], test_labels[task], head.task_type, seed)
-          values.append(result[head.metric])
+        values = run.values(encoder.name, task, head.metric,
+                            config.num_labeled)
         row[f"{task}/{head.metric}"] = float(np.mean(values))
     rows.append(row)
   return rows

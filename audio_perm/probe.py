@@ -515,7 +515,7 @@ def fit_probe(features, labels, task_type, seed=0,
 
 
 def score(task_type, labels, predictions):
-  """The metrics of a task type on predictions: {"accuracy": ..} or {"mse": ..}."""
+  """The metric of a task type: {"accuracy": float} or {"mse": float}."""
   if task_type == "classification":
     return {"accuracy": accuracy(labels, predictions)}
   return {"mse": mean_squared_error(labels, predictions)}

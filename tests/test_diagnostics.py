@@ -1,4 +1,8 @@
-"""Tests for audio_perm.diagnostics: collapse statistics and layer probes."""
+"""Tests for audio_perm.diagnostics: collapse statistics and layer probes.
+
+The probes come from evaluation.embed_and_probe, the flow eval.py runs; one
+row is checked against the probe fitted here by hand on the same notes.
+"""
 
 import os
 import subprocess
@@ -9,8 +13,10 @@ import pytest
 import tensorflow as tf
 
 from audio_perm import diagnostics
+from audio_perm import evaluation
 from audio_perm import export
 from audio_perm import models
+from audio_perm import probe
 from audio_perm import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +53,7 @@ def test_identical_notes_have_rank_zero_and_bad_shapes_are_refused():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, rendered_dataset_dir):
   model_dir = str(tmp_path_factory.mktemp("diag_run"))
-  config = training.TrainConfig(
+  config = training.TrainConfig().replace(
       data_dir=rendered_dataset_dir, model_dir=model_dir, num_patches=4,
       batch_size=4, width=1 / 16, embedding_dim=8, learning_rate=3e-3,
       objective="mse", train_steps=3, checkpoint_every=3, log_every=1,
@@ -56,6 +62,7 @@ def tiny_run(tmp_path_factory, rendered_dataset_dir):
   return model_dir, config
 
 
+@pytest.mark.slow  # Trains a run (tiny_run).
 def test_random_twin_is_the_run_at_initialisation(tiny_run):
   model_dir, config = tiny_run
   twin_conv, twin_fc1, trained_conv, trained_fc1 = (
@@ -65,7 +72,7 @@ def test_random_twin_is_the_run_at_initialisation(tiny_run):
   # The Trainer seeds and builds the network exactly as the run did at step 0.
   initial = training.Trainer(config, tf.distribute.get_strategy()).encoder
   waveforms = tf.random.stateless_normal([2, 16000], seed=[1, 2]) * 0.1
-  patches = export.waveform_to_patches(waveforms, config.encoder_config())
+  patches = export.waveform_to_patches(waveforms, config.frontend)
   np.testing.assert_allclose(twin_fc1(waveforms).numpy(),
                              initial(patches).numpy(), rtol=1e-5, atol=1e-6)
   assert not np.allclose(trained_fc1(waveforms).numpy(),
@@ -75,6 +82,7 @@ def test_random_twin_is_the_run_at_initialisation(tiny_run):
   assert trained_fc1(waveforms).shape == (2, 8)
 
 
+@pytest.mark.slow  # Trains a run (tiny_run).
 def test_diagnose_reports_every_layer_of_both_encoders(tiny_run,
                                                        rendered_dataset_dir):
   model_dir, _ = tiny_run
@@ -100,6 +108,38 @@ def test_diagnose_reports_every_layer_of_both_encoders(tiny_run,
   assert "| eff. rank |" in table
 
 
+@pytest.mark.slow  # Trains a run (tiny_run).
+def test_diagnose_is_the_evaluation_protocol_on_layers(tiny_run,
+                                                       rendered_dataset_dir):
+  # One layer, one task, by hand: labels, the evaluation's subset, the
+  # layer's embeddings of its notes, the default probe.
+  model_dir, _ = tiny_run
+  (row,) = [r for r in diagnostics.diagnose(diagnostics.DiagnosticsConfig(
+      model_dirs=[model_dir], dataset_dir=rendered_dataset_dir,
+      num_labeled=24, tasks=("instrument",), compare_random=False,
+      progress=False)) if r["layer"] == "fc1"]
+  fc1 = diagnostics.run_encoders(model_dir, compare_random=False)[1]
+  builder = evaluation.open_dataset(dataset_dir=rendered_dataset_dir)
+  train = evaluation.read_labels(builder, "train", ("instrument",),
+                                 progress=False)["instrument"]
+  test = evaluation.read_labels(builder, "test", ("instrument",),
+                                progress=False)["instrument"]
+  subset = evaluation.draw_subsets({"instrument": train}, ("instrument",),
+                                   (24,), 1)[("instrument", 24, 0)]
+  order = np.argsort(subset)
+  features = np.empty((24, 8), np.float32)
+  features[order] = evaluation.compute_embeddings(
+      builder, "train", [fc1], subset[order], progress=False)[0][fc1.name]
+  test_features = evaluation.compute_embeddings(
+      builder, "test", [fc1], progress=False)[0][fc1.name]
+  expected = probe.fit_and_score(features, train[subset], test_features,
+                                 test, "classification", 0)["accuracy"]
+  assert row["instrument/accuracy"] == pytest.approx(expected)
+  statistics = diagnostics.embedding_statistics(features)
+  assert {k: row[k] for k in statistics} == pytest.approx(statistics)
+
+
+@pytest.mark.slow
 def test_command_line_names_a_folder_that_is_not_a_run(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "audio_perm.diagnostics",
@@ -142,6 +182,7 @@ def test_energy_rule_schemes_are_parsed_or_refused():
       diagnostics.parse_scheme(bad)
 
 
+@pytest.mark.slow
 def test_command_line_energy_rule_alone(rendered_dataset_dir, tmp_path):
   path = tmp_path / "rule.json"
   proc = subprocess.run(

@@ -132,6 +132,58 @@ def test_probe_config_validation():
       probe.ProbeConfig(**bad).validate()
 
 
+# --------------------------------------------------- heads and targets
+
+
+def test_regression_targets_are_standardised_on_the_fitting_part():
+  labels = np.array([60, 62, 64, 70, 72])
+  fit = np.array([0, 1, 2, 3])
+  targets = probe.make_targets(labels, "regression", fit)
+  mean, std = labels[fit].mean(), labels[fit].std()
+  assert (targets.mean, targets.scale) == (pytest.approx(mean),
+                                           pytest.approx(std))
+  assert targets.values.shape == (5, 1) and targets.values.dtype == np.float32
+  np.testing.assert_allclose(targets.values[:, 0], (labels - mean) / std,
+                             rtol=1e-6)
+  assert targets.output_dim == 1 and targets.classes is None
+  np.testing.assert_allclose(targets.decode(targets.values), labels,
+                             rtol=1e-6)
+  assert probe.make_targets(np.full(4, 60), "regression",
+                            np.arange(3)).scale == 1.0
+  with pytest.raises(ValueError, match="task_type"):
+    probe.make_targets(labels, "ranking", fit)
+
+
+def test_class_targets_are_dense_and_decode_to_original_ids():
+  targets = probe.make_targets(np.array([7, 400, 7, 1005]), "classification",
+                               np.arange(3))
+  np.testing.assert_array_equal(targets.values, [0, 1, 0, 2])
+  assert targets.values.dtype == np.int32 and targets.output_dim == 3
+  logits = np.eye(3)[[2, 0, 1]]
+  np.testing.assert_array_equal(targets.decode(logits), [1005, 7, 400])
+  np.testing.assert_array_equal(
+      probe.decode_outputs(logits, "classification", targets.classes),
+      [1005, 7, 400])
+
+
+def test_head_is_the_probes_dense_stack():
+  import keras  # pylint: disable=g-import-not-at-top
+  mlp = probe.build_head(6, 3, probe.ProbeConfig(hidden_units=5))
+  assert [layer.units for layer in mlp.layers] == [5, 5, 3]
+  assert [layer.activation.__name__ for layer in mlp.layers] == [
+      "relu", "relu", "linear"]
+  assert mlp(np.zeros((2, 6), np.float32)).shape == (2, 3)
+  assert len(mlp.losses) == 3  # The L2 penalty on each kernel.
+  linear = probe.build_head(6, 1, probe.ProbeConfig(probe="linear"),
+                            weight_decay=0.0)
+  assert [layer.units for layer in linear.layers] == [1]
+  assert not linear.losses
+  assert isinstance(probe.loss_function("classification"),
+                    keras.losses.SparseCategoricalCrossentropy)
+  assert isinstance(probe.loss_function("regression"),
+                    keras.losses.MeanSquaredError)
+
+
 # ------------------------------------------------- probes on planted data
 
 
