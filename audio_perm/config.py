@@ -432,6 +432,10 @@ class TrainConfig:
     check_fields(self)
     self.encoder.validate()
     self.objective.validate(self.frontend.num_patches)
+    if self.deterministic and self.jit_compile:
+      raise ValueError(
+          "deterministic and jit_compile together: XLA has no deterministic "
+          "max-pool gradient; drop --jit_compile (or pass --nodeterministic).")
     if self.data_dir and self.train_pattern:
       raise ValueError(f"Give either data_dir ({self.data_dir!r}) or "
                        f"train_pattern ({self.train_pattern!r}), not both.")

@@ -19,6 +19,27 @@ except RuntimeError:  # Devices already initialised by another plugin.
   pass
 
 
+@pytest.fixture(scope="session")
+def two_replicas():
+  """One MirroredStrategy over the two logical CPUs for the whole session.
+
+  Strategies created one after the other over the same devices can reuse
+  collective instance keys in one process (synchronised BatchNorm then
+  all-reduces mismatched tensors), so every test shares this one.
+  """
+  from audio_perm import distribute  # pylint: disable=g-import-not-at-top
+  return distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(autouse=True)
+def _op_determinism_reset():
+  """Op determinism (--deterministic) is process-wide: no test leaks it."""
+  yield
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  if tf_config.is_op_determinism_enabled():
+    tf_config.disable_op_determinism()
+
+
 # Notes in the shared tiny dataset: enough for every split to hold several
 # programs of several families, small enough to render in a few seconds.
 TINY_NUM_NOTES = 120

@@ -118,6 +118,7 @@ def test_runtime_fields_are_how_long_and_where_not_what():
     (dict(num_patches=600), "num_patches"),
     (dict(data_dir="a", train_pattern="b"), "not both"),
     (dict(normalization="layer"), "normalization must be one of"),
+    (dict(deterministic=True, jit_compile=True), "XLA has no deterministic"),
 ])
 def test_validation_names_the_bad_value(settings, message):
   with pytest.raises(ValueError, match=message):

@@ -61,13 +61,6 @@ def _first_updates(strategy, objective, normalization, steps=2):
   return before, after, losses
 
 
-@pytest.fixture(scope="module")
-def two_replicas():
-  # One strategy for the module: strategies created one after the other over
-  # the same devices can reuse collective instance keys in one process.
-  return distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-
-
 @pytest.mark.parametrize("objective,normalization", [
     pytest.param("soft_rank", "example", marks=pytest.mark.slow),
     pytest.param("classification", "example", marks=pytest.mark.slow),

@@ -75,15 +75,10 @@ def open_dataset(dataset="nsynth/full", data_dir=None, dataset_dir=None):
     A tfds DatasetBuilder.
   """
   if dataset_dir:
-    if not os.path.isdir(dataset_dir):
-      raise EvaluationError(
-          f"--dataset_dir={dataset_dir!r} does not exist; "
-          + HOW_TO_PREPARE.replace("DIR", dataset_dir) + ".")
-    if not os.path.exists(os.path.join(dataset_dir, "dataset_info.json")):
-      raise EvaluationError(
-          f"--dataset_dir={dataset_dir!r} is not a TFDS folder dataset (no "
-          "dataset_info.json in it); pass the directory data_prep wrote, or "
-          + HOW_TO_PREPARE.replace("DIR", dataset_dir) + ".")
+    data_lib.check_folder_dataset(
+        dataset_dir, "--dataset_dir", error=EvaluationError,
+        fix=("pass the directory data_prep wrote, or "
+             + HOW_TO_PREPARE.replace("DIR", dataset_dir)))
     try:
       return tfds.builder_from_directory(dataset_dir)
     except Exception as error:  # pylint: disable=broad-except
@@ -113,7 +108,7 @@ def _default_dataset_hint():
   except ImportError:
     return ""
   where = render.DEFAULT_DATA_DIR
-  if os.path.exists(os.path.join(where, "dataset_info.json")):
+  if data_lib.is_folder_dataset(where):
     return f" (train.py's default dataset is ready: --dataset_dir={where})"
   return ""
 
@@ -302,10 +297,7 @@ def corrupt_shards_message(builder, splits, error):
   for split in dict.fromkeys(splits):
     corrupt.update(data_lib.find_corrupt_files(
         file_pattern=split_files(builder, split)))
-  first = (error.message or "").strip().splitlines()
-  found = ("; ".join(f"{path} ({message})" for path, message in
-                     corrupt.items()) if corrupt else
-           f"not found again on a second read ({first[0] if first else ''})")
-  return (f"Corrupt or truncated TFRecord shard: {found}. Re-create the "
-          "dataset, or pass --skip_corrupt to read each shard up to its "
-          "first bad record.")
+  return data_lib.corrupt_files_message(
+      corrupt, error, what="shard",
+      fix="Re-create the dataset, or pass --skip_corrupt to read each shard "
+          "up to its first bad record.")

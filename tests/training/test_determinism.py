@@ -5,20 +5,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config  # pylint: disable=g-direct-tensorflow-import
 
-from audio_perm import distribute
 from audio_perm import export
 from audio_perm import training
-
-
-@pytest.fixture(name="op_determinism_restored")
-def op_determinism_restored_fixture():
-  """Op determinism is process-wide: leave it as the test found it."""
-  before = tf_config.is_op_determinism_enabled()
-  yield
-  if not before:
-    tf_config.disable_op_determinism()
 
 
 def _checkpoint_values(model_dir):
@@ -46,12 +35,8 @@ def _assert_identical(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_same_seed_gives_bit_identical_checkpoints_and_embeddings(
-    replicas, tiny_config, rendered_dataset_dir, tmp_path,
-    op_determinism_restored):
-  del op_determinism_restored
-  strategy = (distribute.get_strategy("mirrored",
-                                      devices=["/cpu:0", "/cpu:1"])
-              if replicas == 2 else None)
+    replicas, tiny_config, rendered_dataset_dir, tmp_path, two_replicas):
+  strategy = two_replicas if replicas == 2 else None
   first = _run(tiny_config, rendered_dataset_dir, str(tmp_path / "a"),
                strategy)
   second = _run(tiny_config, rendered_dataset_dir, str(tmp_path / "b"),
@@ -61,6 +46,8 @@ def test_same_seed_gives_bit_identical_checkpoints_and_embeddings(
   embeddings = [export.load_encoder(str(tmp_path / run / "encoder"))(
       waveforms).numpy() for run in ("a", "b")]
   np.testing.assert_array_equal(*embeddings)
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  assert tf_config.is_op_determinism_enabled()
   # The runs did learn something, so the equality is not that of two
   # untouched initialisations.
   third = _run(tiny_config, rendered_dataset_dir, str(tmp_path / "c"),
@@ -71,14 +58,13 @@ def test_same_seed_gives_bit_identical_checkpoints_and_embeddings(
 
 @pytest.mark.slow
 def test_a_resumed_run_is_reproducible(tiny_config, rendered_dataset_dir,
-                                       tmp_path, op_determinism_restored):
+                                       tmp_path):
   """Two resumptions from one checkpoint end in the same weights.
 
   (They differ from the uninterrupted run: the input pipeline is not
   checkpointed, and a resumed run restarts it with a seed derived from
   (seed, step); see README, "Reproducibility".)
   """
-  del op_determinism_restored
   import shutil  # pylint: disable=g-import-not-at-top
   base = str(tmp_path / "base")
   config = tiny_config(rendered_dataset_dir, objective="perturbed_fy",
