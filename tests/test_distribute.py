@@ -64,7 +64,8 @@ def _first_updates(strategy, objective, normalization, steps=2):
 @pytest.mark.parametrize("objective,normalization", [
     pytest.param("soft_rank", "example", marks=pytest.mark.slow),
     pytest.param("classification", "example", marks=pytest.mark.slow),
-    ("mse", "batch"),  # Synchronised BatchNorm also gives the same update.
+    # Synchronised BatchNorm also gives the same update.
+    pytest.param("mse", "batch", marks=pytest.mark.slow),
 ])
 def test_one_and_two_replicas_give_the_same_updates(objective, normalization,
                                                     two_replicas):

@@ -158,7 +158,9 @@ def _learnable_dataset_fn(num_patches, patch_shape, batch_size,
   return dataset_fn
 
 
-@pytest.mark.parametrize("objective", objectives.OBJECTIVES)
+@pytest.mark.parametrize("objective", [
+    o if o == "mse" else pytest.param(o, marks=pytest.mark.slow)
+    for o in objectives.OBJECTIVES])
 def test_accuracy_rises_well_above_chance_on_a_learnable_case(objective):
   num_patches, patch_shape, batch_size = 5, (6, 6), 32
   config = training.TrainConfig().replace(

@@ -116,6 +116,7 @@ def test_hamming_set_deterministic_and_refuses_too_many():
     permutations.hamming_permutation_set(0, 4)
 
 
+@pytest.mark.slow
 def test_hamming_set_1000_of_10_in_seconds():
   start = time.perf_counter()
   perms, dist = permutations.hamming_permutation_set(1000, 10, seed=0)

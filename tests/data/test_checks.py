@@ -6,6 +6,7 @@ import tensorflow as tf
 from audio_perm import data
 
 
+@pytest.mark.slow
 def test_corrupt_file(tmp_path, nsynth):
   good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
   bad = nsynth.truncated_file(tmp_path)

@@ -34,6 +34,7 @@ def test_labels_are_read_in_stored_order(planted_dir, planted_pitches):
     datasets.check_num_labeled((3, 61), "train", 60)
 
 
+@pytest.mark.slow
 def test_notes_with_nan_audio_are_dropped_as_in_training(
     tmp_path, write_planted, eval_config):
   # The evaluation reads through data.waveform_dataset, so a note with NaN
@@ -105,6 +106,7 @@ def test_task_whose_labels_are_missing(tmp_path, eval_config):
                                     num_labeled=(2,)))
 
 
+@pytest.mark.slow
 def test_corrupt_shard_is_named_and_skip_corrupt_reads_around_it(
     planted_dir, tmp_path, eval_config, truncated_copy):
   out = str(tmp_path / "truncated")

@@ -54,6 +54,7 @@ def _all_weights(model):
   return model.encoder.get_weights() + model.head.get_weights()
 
 
+@pytest.mark.slow
 def test_the_best_step_keeps_its_batchnorm_statistics():
   # Fit for `steps`, note the best step b < steps, then fit again with the
   # same seed for b steps only: the same trajectory up to b, so the first

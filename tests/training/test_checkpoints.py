@@ -29,6 +29,7 @@ def test_a_model_dir_with_other_flags_is_refused_unless_overwrite(tiny_config, t
   assert json.load(open(model_dir / "flags.json"))["objective"] == "soft_rank"
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_batchnorm_statistics(tiny_config, tmp_path,
                                                   rendered_dataset_dir):
   config = tiny_config(rendered_dataset_dir, objective="mse",

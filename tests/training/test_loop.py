@@ -7,6 +7,7 @@ import tensorflow as tf
 from audio_perm import training
 
 
+@pytest.mark.slow
 def test_crop_frames_trains_on_random_crops_and_exports_the_centred_one(tiny_config, 
     tmp_path, rendered_dataset_dir):
   from audio_perm import export  # pylint: disable=g-import-not-at-top

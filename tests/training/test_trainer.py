@@ -8,7 +8,10 @@ import tensorflow as tf
 from audio_perm import training
 
 
-@pytest.mark.parametrize("objective", objectives.OBJECTIVES)
+# The default objective in the fast tier, the others with the slow tests.
+@pytest.mark.parametrize("objective", [
+    o if o == "perturbed_fy" else pytest.param(o, marks=pytest.mark.slow)
+    for o in objectives.OBJECTIVES])
 def test_each_objective_lowers_its_loss_on_rendered_data(tiny_config, objective,
                                                          rendered_dataset_dir):
   config = tiny_config(rendered_dataset_dir, objective=objective)
@@ -52,6 +55,7 @@ def test_default_run_and_eval_baselines_share_one_architecture():
       tuple(w.shape) for w in trained.weights]
 
 
+@pytest.mark.slow
 def test_steps_per_execution_and_jit_compile_give_the_same_training(fixed_batch_trainer, tmp_path):
   """3 steps in one call == 3 calls of 1 step; XLA == no XLA (rounding)."""
   runs = {}
@@ -74,6 +78,7 @@ def test_steps_per_execution_and_jit_compile_give_the_same_training(fixed_batch_
                              rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_in_bfloat16_and_exports_float32(fixed_batch_trainer, tmp_path):
   trainer, iterator = fixed_batch_trainer(str(tmp_path), mixed_precision=True)
   conv = trainer.encoder.get_layer("backbone").blocks[0].conv
