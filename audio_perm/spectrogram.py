@@ -63,6 +63,19 @@ def _check_frame_params(frame_length, frame_step, fft_length=None):
         " use fft_length >= frame_length.")
 
 
+def _as_waveform(waveform):
+  """float32 tensor [..., samples]; ValueError for a scalar."""
+  waveform = tf.convert_to_tensor(waveform)
+  if waveform.dtype != tf.float32:
+    waveform = tf.cast(waveform, tf.float32)
+  rank = waveform.shape.rank
+  if rank is not None and rank < 1:
+    raise ValueError(
+        f"waveform must have shape [..., samples] (rank >= 1), got shape "
+        f"{waveform.shape}; pass e.g. [batch, samples].")
+  return waveform
+
+
 def fit_length(waveform, num_samples=NUM_SAMPLES):
   """Crops or zero-pads waveforms to `num_samples` samples, on graph.
 
@@ -84,14 +97,8 @@ def fit_length(waveform, num_samples=NUM_SAMPLES):
   if int(num_samples) < 1:
     raise ValueError(f"num_samples={num_samples} must be a positive integer.")
   num_samples = int(num_samples)
-  waveform = tf.convert_to_tensor(waveform)
-  if waveform.dtype != tf.float32:
-    waveform = tf.cast(waveform, tf.float32)
+  waveform = _as_waveform(waveform)
   rank = waveform.shape.rank
-  if rank is not None and rank < 1:
-    raise ValueError(
-        f"waveform must have shape [..., samples] (rank >= 1), got shape "
-        f"{waveform.shape}.")
   waveform = waveform[..., :num_samples]
   pad = [[0, num_samples - tf.shape(waveform)[-1]]]
   if rank is None:
@@ -130,14 +137,8 @@ def log_magnitude_spectrogram(waveform,
   if log_offset <= 0:
     raise ValueError(
         f"log_offset={log_offset} must be > 0 (log of a zero magnitude).")
-  waveform = tf.convert_to_tensor(waveform)
-  if waveform.dtype != tf.float32:
-    waveform = tf.cast(waveform, tf.float32)
+  waveform = _as_waveform(waveform)
   rank = waveform.shape.rank
-  if rank is not None and rank < 1:
-    raise ValueError(
-        f"waveform must have shape [..., samples] (rank >= 1), got shape "
-        f"{waveform.shape}; pass e.g. [batch, samples].")
   samples = waveform.shape[-1] if rank is not None else None
   if samples is not None:
     num_frames(samples, frame_length, frame_step)  # Raises if too short.

@@ -128,7 +128,7 @@ SCALES = {
             embedding_dim=8, normalization="batch", perturbation_samples=4,
             num_permutations=100, optimizer="adam", learning_rate=1e-3,
             batch_size=4, train_steps=2, checkpoint_every=2, log_every=1,
-            deterministic=True),
+            deterministic=True),  # Pinned: the study does not move with it.
         probe=config_lib.ProbeConfig(hidden_units=16, max_epochs=10,
                                      patience=3),
         supervised=config_lib.SupervisedConfig(steps=2, batch_size=4),

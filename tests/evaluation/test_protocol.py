@@ -135,3 +135,20 @@ def test_eval_py_reports_one_line_and_exits_nonzero(
   assert "--num_labeled=10,many" in messages["regimes"]
   assert shard in messages["corrupt"] and "--skip_corrupt" in messages[
       "corrupt"]
+
+
+@pytest.mark.slow
+def test_evaluation_reproduces_exactly_for_the_same_seeds(
+    planted_dir, eval_config):
+  """Subsets, probes, the random encoder and the supervised baseline."""
+  from audio_perm import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = eval_config(
+      planted_dir, encoders=("handcrafted", "random", "supervised"),
+      tasks=("instrument_family", "pitch"), num_labeled=(12,), seeds=2,
+      architecture=config_lib.EncoderConfig().replace(
+          num_patches=4, width=1 / 16, embedding_dim=8),
+      supervised=config_lib.SupervisedConfig(steps=4, batch_size=4,
+                                             eval_every=2))
+  first, second = (evaluation.evaluate(config)["results"] for _ in range(2))
+  assert [r["values"] for r in first] == [r["values"] for r in second]
+  assert len(first) == 3 * 3  # 3 encoders x (family acc., pitch mse, acc.).
