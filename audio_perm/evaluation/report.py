@@ -120,7 +120,7 @@ def write_report(report, report_dir):
            f"({config.get('train_size')} notes), test split "
            f"{config.get('test_split')!r} ({config.get('test_size')} notes)",
            f"- probe: {json.dumps(config.get('probe', {}))}",
-           f"- encoders: " + "; ".join(
+           "- encoders: " + "; ".join(
                f"{short_name(e)} = {e}" for e in encoders), ""]
   lines += [f"![{name}]({name})" for name in plots]
   path = os.path.join(report_dir, "report.md")

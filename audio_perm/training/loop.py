@@ -36,7 +36,6 @@ import time
 import keras
 import tensorflow as tf
 
-from audio_perm import config as config_lib
 from audio_perm import distribute
 from audio_perm.training import checkpoints
 from audio_perm.training import summaries

@@ -1,0 +1,179 @@
+"""The encoder's settings: frontend, architecture, objective, optimizer."""
+
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+from audio_perm import patches as patches_lib
+from audio_perm import spectrogram
+from audio_perm.config.fields import check_fields
+from audio_perm.config.fields import flatten
+from audio_perm.config.fields import leaf
+from audio_perm.config.fields import nested
+from audio_perm.config.fields import replace
+from audio_perm.config.fields import unflatten
+
+OBJECTIVES = ("soft_rank", "perturbed_fy", "mse", "classification")
+RANKING_OBJECTIVES = ("soft_rank", "perturbed_fy", "mse")
+REGULARIZATIONS = ("l2", "kl")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+NORMALIZATIONS = ("example", "batch", "none")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
+              "tpu")
+
+
+# ---------------------------------------------------------------- frontend
+
+
+@dataclasses.dataclass
+class FrontendConfig:
+  """Waveform -> log spectrogram -> patches (audio_perm.patches.frontend)."""
+  patching: str = leaf("frequency", "enum",
+                        "How the spectrogram is cut into patches.",
+                        choices=patches_lib.SCHEMES)
+  num_patches: int = leaf(10, "integer", "Patches per example.",
+                           check="positive")
+  grid: Optional[Tuple[int, int]] = leaf(
+      None, "grid", "rows,cols of the time_frequency grid (rows along "
+      "frequency); default: the most square factorisation.")
+  # A training augmentation: each example is a random crop of crop_frames
+  # spectrogram frames. The encoder's patch shape follows it, so the export
+  # (and evaluation) feed the CENTRED crop of the same length.
+  crop_frames: Optional[int] = leaf(
+      None, "integer", "Train on a random crop of this many spectrogram "
+      "frames per example (an augmentation; 398 frames per 4 s note). The "
+      "exported encoder takes the CENTRED crop of the same length, since its "
+      "patch shape depends on it. Default: all frames.", check="positive")
+  num_samples: int = leaf(spectrogram.NUM_SAMPLES, "integer",
+                           "Waveform length the encoder is built for.",
+                           flag=None, check="positive")
+
+  def __post_init__(self):
+    if self.grid is not None:
+      self.grid = tuple(int(g) for g in self.grid)
+
+  def validate(self):
+    check_fields(self)
+    if self.grid is not None and self.patching != "time_frequency":
+      raise ValueError(f"grid={list(self.grid)} only applies to "
+                       f"patching=time_frequency, not {self.patching!r}; drop "
+                       f"--grid or use --patching=time_frequency.")
+    # Raises for unknown schemes, grids that do not multiply to num_patches
+    # and more patches than bins/frames.
+    self.patch_shape()
+    return self
+
+  def patch_shape(self):
+    """(patch_frames, patch_bins) of the frontend's patches."""
+    return patches_lib.frontend_patch_shape(
+        self.patching, self.num_patches, self.grid,
+        num_samples=self.num_samples, crop_frames=self.crop_frames)
+
+
+# ----------------------------------------------------------------- encoder
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+  """Architecture and frontend of an encoder.
+
+  The defaults are THE default architecture: train.py trains it and eval.py's
+  random/supervised baselines build it when no SavedModel says otherwise.
+  """
+  frontend: FrontendConfig = nested(FrontendConfig)
+  width: float = leaf(0.125, "float",  # Small enough to train on a CPU.
+                       "Channel multiplier of the conv backbone (1.0: "
+                       "AlexNet sizes 96-384).", check="positive")
+  embedding_dim: int = leaf(256, "integer", "Size of the embedding (first "
+                             "fully connected layer).", check="positive")
+  normalization: str = leaf("batch", "enum",
+                             "Normalisation in the conv backbone.",
+                             choices=NORMALIZATIONS)
+
+  def validate(self):
+    check_fields(self)
+    self.frontend.validate()
+    return self
+
+  def patch_shape(self):
+    return self.frontend.patch_shape()
+
+  def replace(self, **flat):
+    """A copy with flat settings replaced, e.g. num_patches=4, width=1.0."""
+    return replace(self, **flat)
+
+  def to_dict(self):
+    """The flat dict written as encoder_config.json."""
+    return flatten(self)
+
+  @classmethod
+  def from_dict(cls, values):
+    """From a flat dict (encoder_config.json, flags.json); extra keys ignored."""
+    return unflatten(cls, values)
+
+  def build_keras_encoder(self, name="encoder"):
+    """A fresh patches -> embedding keras.Model (models.build_encoder)."""
+    from audio_perm import models  # pylint: disable=g-import-not-at-top
+    return models.build_encoder(
+        self.frontend.num_patches, self.patch_shape(), width=self.width,
+        embedding_dim=self.embedding_dim, normalization=self.normalization,
+        name=name)
+
+
+# --------------------------------------------------------------- objective
+
+
+@dataclasses.dataclass
+class ObjectiveConfig:
+  """The pretext loss (audio_perm.objectives)."""
+  name: str = leaf("perturbed_fy", "enum", "Pretext objective.",
+                    flag="objective", choices=OBJECTIVES)
+  regularization: str = leaf("l2", "enum", "soft_rank regularisation.",
+                              choices=REGULARIZATIONS)
+  regularization_strength: float = leaf(
+      1.0, "float", "soft_rank regularisation strength.", check="positive")
+  num_permutations: int = leaf(
+      100, "integer", "Size K of the fixed Hamming permutation set "
+      "(classification).", check="positive")
+  perturbation_samples: int = leaf(100, "integer", "Noise draws per example "
+                                    "(perturbed_fy).", check="positive")
+  perturbation_sigma: float = leaf(1.0, "float", "Noise scale (perturbed_fy).",
+                                    check="positive")
+
+  # Which objective each setting belongs to (for warnings about ignored flags).
+  _USED_BY = {"perturbation_samples": "perturbed_fy",
+              "perturbation_sigma": "perturbed_fy",
+              "regularization": "soft_rank",
+              "regularization_strength": "soft_rank",
+              "num_permutations": "classification"}
+
+  def validate(self, num_patches):
+    check_fields(self)
+    if not isinstance(num_patches, int) or num_patches < 2:
+      raise ValueError(f"num_patches must be an integer >= 2 to have an order "
+                       f"to learn, got {num_patches!r}.")
+    if self.name == "classification":
+      if self.num_permutations < 2:
+        raise ValueError(f"num_permutations must be an integer >= 2, got "
+                         f"{self.num_permutations!r}.")
+      if self.num_permutations > math.factorial(num_patches):
+        raise ValueError(
+            f"num_permutations={self.num_permutations} exceeds the "
+            f"{num_patches}! = {math.factorial(num_patches)} permutations of "
+            f"num_patches={num_patches}; use at most that many.")
+    return self
+
+  def ignored_settings(self, explicitly_set=()):
+    """Messages for settings given explicitly that this objective ignores."""
+    return [f"--{name} is ignored: it only applies to --objective={used}, "
+            f"not {self.name}."
+            for name, used in self._USED_BY.items()
+            if name in explicitly_set and self.name != used]
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  name: str = leaf("adam", "enum", "Optimizer.", flag="optimizer",
+                    choices=OPTIMIZERS)
+  learning_rate: float = leaf(1e-3, "float", "Constant learning rate (the "
+                               "paper: 1e-6).", check="positive")

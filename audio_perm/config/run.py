@@ -1,0 +1,219 @@
+"""A pretraining run's settings, and the paper's."""
+
+import dataclasses
+import os
+from typing import Optional
+
+from audio_perm.config.fields import check_fields
+from audio_perm.config.fields import flatten
+from audio_perm.config.fields import leaf
+from audio_perm.config.fields import nested
+from audio_perm.config.fields import replace
+from audio_perm.config.fields import unflatten
+from audio_perm.config.model import EncoderConfig
+from audio_perm.config.model import FrontendConfig
+from audio_perm.config.model import ObjectiveConfig
+from audio_perm.config.model import OptimizerConfig
+from audio_perm.config.model import STRATEGIES
+
+# ---------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """A pretraining run (train.py's flags map one to one onto its leaves)."""
+  data_dir: Optional[str] = leaf(
+      None, "string", "Folder dataset (made by python -m data_prep.render). "
+      "Default: the embedded default dataset, rendered on first use.")
+  train_pattern: Optional[str] = leaf(
+      None, "string", "Alternative to --data_dir: a glob of Magenta NSynth "
+      "TFRecord files.")
+  model_dir: str = leaf(os.path.join("runs", "default"), "string",
+                         "Checkpoints, flags.json, TensorBoard logs.",
+                         runtime=True)
+  export_dir: Optional[str] = leaf(
+      None, "string", "Where the encoder SavedModel goes (default "
+      "model_dir/encoder).", runtime=True)
+  encoder: EncoderConfig = nested(EncoderConfig)
+  objective: ObjectiveConfig = nested(ObjectiveConfig)
+  optimizer: OptimizerConfig = nested(OptimizerConfig)
+  batch_size: int = leaf(16, "integer", "GLOBAL batch size, split over the "
+                          "replicas.", check="positive")
+  train_steps: int = leaf(300, "integer", "Total optimisation steps.",
+                           runtime=True, check="positive")
+  steps_per_execution: int = leaf(1, "integer", "Steps run inside one "
+                                   "tf.function call.", runtime=True,
+                                   check="positive")
+  checkpoint_every: int = leaf(50, "integer", "Steps between checkpoints.",
+                                runtime=True, check="positive")
+  log_every: int = leaf(10, "integer", "Steps between TensorBoard scalars / "
+                         "progress updates.", runtime=True, check="positive")
+  image_every: int = leaf(50, "integer", "Steps between TensorBoard "
+                           "spectrogram images.", runtime=True,
+                           check="positive")
+  strategy: str = leaf("auto", "enum", "tf.distribute strategy "
+                        "(multi_worker reads TF_CONFIG).", runtime=True,
+                        choices=STRATEGIES)
+  tpu: Optional[str] = leaf(None, "string", "TPU name or address "
+                             "(strategy tpu/auto).", runtime=True)
+  mixed_precision: bool = leaf(False, "bool", "mixed_float16 on GPU, "
+                                "mixed_bfloat16 on CPU/TPU.")
+  jit_compile: bool = leaf(False, "bool", "XLA-compile the forward/backward "
+                            "pass.", runtime=True)
+  seed: int = leaf(0, "integer", "Seed of weights, data and noise.")
+  # On by default: it cost +1.2 % and -4.9 % per step in two runs of
+  # benchmarks/train.py on 2 CPU cores (noise), and makes every run repeatable.
+  deterministic: bool = leaf(
+      True, "bool", "Bit-reproducible runs: TensorFlow's op determinism and "
+      "an input pipeline whose parallel stages keep their order, so the same "
+      "command and seed give the same checkpoints and encoder on the same "
+      "hardware and software. Incompatible with --jit_compile.")
+  verbose: bool = leaf(True, "bool", "Show the progress bar.", runtime=True)
+  # Read each TFRecord file up to its first corrupt record and skip the rest
+  # (data.pretext_dataset(skip_corrupt=True)); a runtime setting, so a run
+  # stopped by a corrupt file resumes with it.
+  skip_corrupt: bool = leaf(
+      False, "bool", "Read each TFRecord file up to its first corrupt record "
+      "and skip the rest of it (a warning per skip) instead of stopping; may "
+      "be added when resuming a run.", runtime=True)
+
+  @property
+  def resolved_export_dir(self):
+    return self.export_dir or os.path.join(self.model_dir, "encoder")
+
+  @property
+  def frontend(self):
+    return self.encoder.frontend
+
+  def to_dict(self):
+    """The flat dict written as flags.json (flag name -> value)."""
+    return flatten(self)
+
+  @classmethod
+  def from_dict(cls, values):
+    """From a flat dict such as flags.json; unknown keys ignored."""
+    return unflatten(cls, values)
+
+  def replace(self, **flat):
+    """A copy with flat (flag-named) settings replaced, e.g. seed=1, width=1."""
+    return replace(self, **flat)
+
+  def validate(self, check_data=True):
+    """Raises ValueError, naming the bad value, for settings that make no sense.
+
+    Also checks that the patches fit the spectrogram and, with `check_data`,
+    that the data source exists.
+    """
+    check_fields(self)
+    self.encoder.validate()
+    self.objective.validate(self.frontend.num_patches)
+    if self.deterministic and self.jit_compile:
+      raise ValueError(
+          "deterministic and jit_compile together: XLA has no deterministic "
+          "max-pool gradient; drop --jit_compile (or pass --nodeterministic).")
+    if self.data_dir and self.train_pattern:
+      raise ValueError(f"Give either data_dir ({self.data_dir!r}) or "
+                       f"train_pattern ({self.train_pattern!r}), not both.")
+    if check_data:
+      check_data_source(self.data_dir, self.train_pattern)
+    return self
+
+  def ignored_settings(self, explicitly_set=()):
+    return self.objective.ignored_settings(explicitly_set)
+
+
+def check_data_source(data_dir, train_pattern):
+  """ValueError saying how to make the data when it is missing."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  if train_pattern:
+    if not tf.io.gfile.glob(train_pattern):
+      raise ValueError(
+          f"train_pattern={train_pattern!r} matches no file; give a glob of "
+          "NSynth TFRecord files, e.g. /data/nsynth-train.tfrecord*.")
+    return
+  if not data_dir:
+    raise ValueError("No data: give data_dir (a folder dataset made by "
+                     "`python -m data_prep.render --output_dir=DIR`) or "
+                     "train_pattern.")
+  data.check_folder_dataset(
+      data_dir, "data_dir",
+      otherwise="omit --data_dir to use the default dataset")
+
+
+def paper_train_config():
+  """The paper's pretraining setting (Carr et al., IEEE SPL 2021).
+
+  From the paper: 10 frequency bands, permutations from all n!, Perturbed F-Y
+  (its best objective), Adam, learning rate 1e-6, batch 32, 1000 epochs of
+  NSynth's training set (289,205 notes / 32 = 9,038 steps per epoch). Ours
+  (the paper does not give them): AlexNet channel widths (width 1.0), the
+  embedding size, the normalisation, the perturbation settings and the
+  checkpoint/log rhythm.
+  """
+  return TrainConfig(
+      encoder=EncoderConfig(
+          frontend=FrontendConfig(patching="frequency", num_patches=10),
+          width=1.0, embedding_dim=1024, normalization="batch"),
+      objective=ObjectiveConfig(name="perturbed_fy", perturbation_samples=100,
+                                perturbation_sigma=1.0),
+      optimizer=OptimizerConfig(name="adam", learning_rate=1e-6),
+      batch_size=32, train_steps=9_038_000, checkpoint_every=5000,
+      log_every=100, image_every=5000,
+      # Accelerators: deterministic GPU kernels can cost more there; opt in.
+      deterministic=False)
+
+
+# Flags of configs/paper.flags: the paper's own first, then ours.
+_PAPER_FLAGS = ("patching", "num_patches", "objective", "optimizer",
+                "learning_rate", "batch_size", "train_steps")
+_OUR_PAPER_FLAGS = ("width", "embedding_dim", "normalization",
+                    "perturbation_samples", "perturbation_sigma",
+                    "checkpoint_every", "log_every", "image_every",
+                    "deterministic")
+
+
+def paper_flagfile():
+  """The text of configs/paper.flags, generated from paper_train_config()."""
+  values = paper_train_config().to_dict()
+
+  def lines(names):
+    return [f"--{name}={_flag_text(values[name])}" for name in names]
+
+  header = [
+      "# The paper's pretraining settings (Carr et al., IEEE SPL 2021), for",
+      "#   python train.py --flagfile=configs/paper.flags \\",
+      "#     --train_pattern='/data/nsynth/nsynth-train.tfrecord*' "
+      "--model_dir=runs/paper",
+      "# (or --data_dir=DIR of a folder dataset). Flags given after the "
+      "flagfile win.",
+      "# Generated from audio_perm.config.paper_train_config() by",
+      "#   python -m audio_perm.config --paper_flags > configs/paper.flags",
+      "#",
+      "# From the paper: 10 frequency bands, permutations from all n!, "
+      "Perturbed F-Y",
+      "# (its best objective), Adam, learning rate 1e-6, batch 32, 1000 "
+      "epochs of the",
+      "# NSynth training set (289,205 notes / 32 = 9,038 steps per epoch).",
+  ]
+  middle = [
+      "# Not given by the paper (our choices): the AlexNet channel widths "
+      "(96-384),",
+      "# the embedding size, the normalisation, the perturbation settings, "
+      "the",
+      "# checkpoint/log rhythm, and op determinism off on accelerators.",
+  ]
+  return "\n".join(header + lines(_PAPER_FLAGS) + middle
+                   + lines(_OUR_PAPER_FLAGS)) + "\n"
+
+
+def _flag_text(value):
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, float):
+    if value.is_integer():
+      return f"{value:.1f}"
+    return f"{value:g}".replace("e-0", "e-").replace("e+0", "e+")
+  if isinstance(value, (list, tuple)):
+    return ",".join(str(v) for v in value)
+  return str(value)
