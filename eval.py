@@ -29,12 +29,13 @@ import dataclasses
 import os
 import sys
 
+# Before TensorFlow is imported: its C++ start-up INFO lines are noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from audio_perm import cli  # noqa: E402
 from audio_perm import config as config_lib  # noqa: E402
 
 # One flag per EvalConfig setting (defaults and help from audio_perm.config),
@@ -75,16 +76,13 @@ def config_from_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
+                     "--name=value.")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset read.
   from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
-  try:
-    config = config_from_flags()
-    report = evaluation.evaluate(config)
-  except ValueError as error:
-    print(f"eval.py: error: {error}", file=sys.stderr)
-    sys.exit(1)
+  config = config_from_flags()
+  report = evaluation.evaluate(config)
   report["config"]["command"] = " ".join(sys.argv)
   output = _OUTPUT.value
   if output is None and _REPORT_DIR.value:
@@ -99,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, "eval.py")

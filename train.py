@@ -14,18 +14,22 @@ from its last checkpoint; a finished run is not retrained. A model_dir holding
 a run with other flags is refused unless --overwrite.
 """
 
+import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+# Before TensorFlow is imported: its C++ start-up INFO lines are noise here.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
-from audio_perm import config as config_lib
-from audio_perm import data
-from audio_perm import distribute
-from audio_perm import training
+import tensorflow as tf  # noqa: E402
+
+from audio_perm import cli  # noqa: E402
+from audio_perm import config as config_lib  # noqa: E402
+from audio_perm import data  # noqa: E402
+from audio_perm import distribute  # noqa: E402
+from audio_perm import training  # noqa: E402
 
 # One flag per TrainConfig setting, defaults and help from audio_perm.config.
 _CONFIG_FLAGS = config_lib.define_flags(config_lib.TrainConfig)
@@ -69,20 +73,16 @@ def corrupt_data_message(config, error):
            f"from the last checkpoint in {config.model_dir}."))
 
 
-def _fail(message):
-  print(f"train.py: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
   if not FLAGS["verbosity"].present:
     # TensorFlow's INFO lines (saver sharding, signature renames) would bury
     # the progress bar; --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}; flags are --name=value.")
+    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
+                     "--name=value.")
+  config = config_from_flags()
   try:
-    config = config_from_flags()
     explicitly_set = {name for name in _CONFIG_FLAGS if FLAGS[name].present}
     for message in config.ignored_settings(explicitly_set):
       print(f"train.py: warning: {message}", file=sys.stderr)
@@ -96,13 +96,11 @@ def main(argv):
     strategy = distribute.get_strategy(config.strategy, config.tpu)
     result = training.train(config, strategy, overwrite=FLAGS.overwrite,
                             export_only=FLAGS.export_only)
-  except ValueError as e:
-    _fail(e)
   except tf.errors.DataLossError as e:
-    _fail(corrupt_data_message(config, e))
+    raise cli.Error(corrupt_data_message(config, e)) from e
   if result["trained"]:
     print(f"Trained to step {result['step']} in {config.model_dir}.")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, "train.py")

@@ -30,10 +30,15 @@ with nothing learned solves: rank the patches by their mean log magnitude
 pretraining loses downstream information.
 """
 
+import os
+
+if __name__ == "__main__":
+  # Before TensorFlow is imported: its C++ start-up lines are noise here.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
 import json
-import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -257,9 +262,9 @@ def markdown_table(rows):
 
 def main(argv=None):
   """Command line: python -m audio_perm.diagnostics --model_dir=RUN ..."""
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
+  from audio_perm import cli  # pylint: disable=g-import-not-at-top
 
   flags.DEFINE_multi_string("model_dir", None,
                             "A train.py model_dir (repeat for several).")
@@ -281,35 +286,32 @@ def main(argv=None):
 
   def _main(args):
     if len(args) > 1:
-      raise app.UsageError(f"Unexpected arguments: {' '.join(args[1:])}")
+      raise ValueError(f"unexpected arguments {args[1:]}; flags are "
+                       "--name=value.")
     if not flags_["verbosity"].present:
       logging.set_verbosity(logging.ERROR)
     from audio_perm import evaluation  # pylint: disable=g-import-not-at-top
     unknown = [t for t in flags_.tasks if t not in evaluation.TASKS]
     result = {}
-    try:
-      if unknown:
-        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from "
-                         f"{sorted(evaluation.TASKS)}.")
-      schemes = [parse_scheme(text) for text in flags_.energy_rule]
-      if not flags_.model_dir and not schemes:
-        raise ValueError("Nothing to do: give --model_dir (a train.py run, "
-                         "repeatable) and/or --energy_rule=frequency:10.")
-      if schemes:
-        from data_prep import render  # pylint: disable=g-import-not-at-top
-        dataset_dir = flags_.dataset_dir or render.ensure_default_dataset()
-        result["energy_rule"] = [
-            energy_rule_accuracy(dataset_dir, patching, n)
-            for patching, n in schemes]
-      if flags_.model_dir:
-        result["rows"] = diagnose(DiagnosticsConfig(
-            model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
-            num_labeled=flags_.num_labeled, seeds=flags_.seeds,
-            tasks=tuple(flags_.tasks), compare_random=flags_.compare_random,
-            progress=flags_.progress))
-    except ValueError as error:
-      print(f"audio_perm.diagnostics: error: {error}", file=sys.stderr)
-      sys.exit(2)
+    if unknown:
+      raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from "
+                       f"{sorted(evaluation.TASKS)}.")
+    schemes = [parse_scheme(text) for text in flags_.energy_rule]
+    if not flags_.model_dir and not schemes:
+      raise ValueError("Nothing to do: give --model_dir (a train.py run, "
+                       "repeatable) and/or --energy_rule=frequency:10.")
+    if schemes:
+      from data_prep import render  # pylint: disable=g-import-not-at-top
+      dataset_dir = flags_.dataset_dir or render.ensure_default_dataset()
+      result["energy_rule"] = [
+          energy_rule_accuracy(dataset_dir, patching, n)
+          for patching, n in schemes]
+    if flags_.model_dir:
+      result["rows"] = diagnose(DiagnosticsConfig(
+          model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
+          num_labeled=flags_.num_labeled, seeds=flags_.seeds,
+          tasks=tuple(flags_.tasks), compare_random=flags_.compare_random,
+          progress=flags_.progress))
     for rule in result.get("energy_rule", []):
       print(f"energy rule, {rule['patching']} x {rule['num_patches']}: "
             f"partial-ranks accuracy {rule['accuracy']:.3f} on "
@@ -321,9 +323,8 @@ def main(argv=None):
       with open(flags_.json, "w") as f:
         json.dump(result, f, indent=2)
 
-  app.run(_main, argv)
+  cli.run(_main, "audio_perm.diagnostics", argv)
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   main()

@@ -1,26 +1,23 @@
-"""Command-line plumbing shared by data_prep's tools: one error line, exit 2."""
+"""data_prep's tools run behind audio_perm.cli's error boundary (one line).
 
-import sys
+This module is the thin data_prep side of it: the program names and the
+checks of positional arguments shared by render and convert.
+"""
 
-
-def fail(message):
-  """Prints one error line on stderr and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+import os
 
 
-def parse_flags_or_exit(argv):
-  """absl flag parsing that reports a bad flag in one line, exit status 2."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e))
+def run(main, program_name):
+  """audio_perm.cli.run for a data_prep tool; TensorFlow logs kept quiet."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from audio_perm import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, program_name)
 
 
 def check_main_args(argv, output_dir):
-  """One error line for stray positional arguments or a missing --output_dir."""
+  """ValueError for stray positional arguments or a missing --output_dir."""
   if len(argv) > 1:
-    fail(f"unexpected arguments {argv[1:]}")
+    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
+                     "--name=value.")
   if not output_dir:
-    fail("--output_dir is required.")
+    raise ValueError("--output_dir is required.")

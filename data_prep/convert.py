@@ -475,15 +475,14 @@ def main(argv):
             skip_invalid=flag_values.skip_invalid,
             overwrite=flag_values.overwrite, seed=flag_values.seed,
             progress=flag_values.progress)
-  except ValueError as e:
-    cli.fail(str(e).splitlines()[0])
+  except ValueError as e:  # The first line names the file and the record.
+    raise ValueError(str(e).splitlines()[0]) from e
 
 
 def run():
   """Console entry point (audio-perm-convert)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main, flags_parser=cli.parse_flags_or_exit)
+  cli.run(main, "data_prep.convert")
 
 
 if __name__ == "__main__":

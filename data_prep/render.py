@@ -849,15 +849,14 @@ def main(argv):
                    num_workers=flag_values.num_workers,
                    overwrite=flag_values.overwrite,
                    progress=flag_values.progress)
-  except (ValueError, ImportError) as e:
-    cli.fail(str(e))
+  except ImportError as e:  # No tinysoundfont: the message says what to do.
+    raise ValueError(str(e)) from e
 
 
 def run():
   """Console entry point (audio-perm-render)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main, flags_parser=cli.parse_flags_or_exit)
+  cli.run(main, "data_prep.render")
 
 
 if __name__ == "__main__":

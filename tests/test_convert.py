@@ -376,6 +376,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, make_input, match):
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert proc.returncode == 2, proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  errors = [l for l in proc.stderr.splitlines()
+            if l.startswith("data_prep.convert: error: ")]
   assert len(errors) == 1 and match in errors[0], proc.stderr
   assert "Traceback" not in proc.stderr

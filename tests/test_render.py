@@ -472,7 +472,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, args, match):
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  assert len(lines) == 1, proc.stderr
+  assert lines[0].startswith("data_prep.render: error: "), proc.stderr
   assert match in lines[0]
 
 

@@ -11,6 +11,15 @@
   cli        the absl command line (__main__ runs it)
 """
 
+import os
+
+# `python -m audio_perm.study` imports this package, and TensorFlow with it,
+# before __main__.py runs: quiet TensorFlow's C++ start-up lines here (an
+# explicit TF_CPP_MIN_LOG_LEVEL wins).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+
 from audio_perm.study.cli import main
 from audio_perm.study.execution import canonical_command
 from audio_perm.study.execution import default_data_dir

@@ -10,8 +10,7 @@ The same command again resumes; --report_only rewrites the report without
 running anything; --dry_run prints the plan and the time estimate.
 """
 
-import sys
-
+from audio_perm import cli
 from audio_perm.study import execution
 from audio_perm.study import plan as plan_lib
 from audio_perm.study import scales
@@ -19,7 +18,6 @@ from audio_perm.study import scales
 
 def main(argv=None):
   """Command line: python -m audio_perm.study --scale=... --out=..."""
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
 
@@ -47,21 +45,18 @@ def main(argv=None):
 
   def _main(args):
     if len(args) > 1:
-      raise app.UsageError(f"Unexpected arguments: {' '.join(args[1:])}")
+      raise ValueError(f"unexpected arguments {args[1:]}; flags are "
+                       "--name=value.")
     if not flags_["verbosity"].present:
       # Each run and probe builds fresh tf.functions by design, which makes
       # TensorFlow warn about retracing once per run; errors still show.
       logging.set_verbosity(logging.ERROR)
-    try:
-      execution.run_experiments(
-          flags_.scale, flags_.out, data_dir=flags_.data_dir,
-          report_path=flags_.report,
-          table2_objective=flags_.table2_objective,
-          report_only=flags_.report_only, dry_run=flags_.dry_run,
-          progress=flags_.progress, deterministic=flags_.deterministic,
-          log=lambda message: print(message, flush=True))
-    except ValueError as error:
-      print(f"audio_perm.study: error: {error}", file=sys.stderr)
-      sys.exit(2)
+    execution.run_experiments(
+        flags_.scale, flags_.out, data_dir=flags_.data_dir,
+        report_path=flags_.report,
+        table2_objective=flags_.table2_objective,
+        report_only=flags_.report_only, dry_run=flags_.dry_run,
+        progress=flags_.progress, deterministic=flags_.deterministic,
+        log=lambda message: print(message, flush=True))
 
-  app.run(_main, argv)
+  cli.run(_main, "audio_perm.study", argv)

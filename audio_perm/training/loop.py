@@ -84,6 +84,26 @@ def _export(trainer, config, step, log):
   return export_dir
 
 
+def _nothing_to_train_on_message(config, step, custom_data=False):
+  """Why the training data ran out: it yields no example at all."""
+  if custom_data:
+    return f"nothing left to train on at step {step}: the dataset is empty."
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  try:
+    files = (data.list_files(file_pattern=config.train_pattern)
+             if config.train_pattern
+             else data.list_files(data_dir=config.data_dir, split="train"))
+  except ValueError:
+    files = [config.train_pattern or config.data_dir]
+  shown = ", ".join(files[:5]) + (f" (+{len(files) - 5} more)"
+                                  if len(files) > 5 else "")
+  skipped = (" or in the readable part of each file (--skip_corrupt)"
+             if config.skip_corrupt else "")
+  return (f"nothing left to train on at step {step}: the training files"
+          f"{skipped} hold no note with finite audio (every note is "
+          f"non-finite, NaN/inf, or there is no record); files: {shown}.")
+
+
 def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
           export_only=False, log=print):
   """Runs (or resumes, or just exports) a pretraining run.
@@ -107,7 +127,7 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
 
   Raises:
     ValueError: bad settings, missing data, a model_dir holding another run,
-      or export_only without a checkpoint.
+      export_only without a checkpoint, or data with no finite note.
   """
   saved_flags = os.path.join(config.model_dir, checkpoints.FLAGS_FILENAME)
   if export_only and tf.io.gfile.exists(saved_flags):
@@ -146,6 +166,7 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
   if step:
     log(f"Resuming from the checkpoint at step {step} in {config.model_dir}.")
 
+  custom_data = dataset_fn is not None
   if dataset_fn is None:
     dataset_fn = make_dataset_fn(config, trainer.objective.permutation_set)
   try:
@@ -175,7 +196,11 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
     chunk = min(config.steps_per_execution, config.train_steps - step,
                 config.checkpoint_every - step % config.checkpoint_every,
                 config.log_every - step % config.log_every)
-    loss, accuracy = train_fn(iterator, tf.constant(chunk, tf.int32))
+    try:
+      loss, accuracy = train_fn(iterator, tf.constant(chunk, tf.int32))
+    except tf.errors.OutOfRangeError as e:  # A repeated dataset that is empty.
+      raise ValueError(_nothing_to_train_on_message(
+          config, step, custom_data=custom_data)) from e
     loss, accuracy = float(loss), float(accuracy)
     step += chunk
     log_loss += loss * chunk

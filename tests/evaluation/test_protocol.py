@@ -123,7 +123,7 @@ def test_eval_py_reports_one_line_and_exits_nonzero(
   messages = {}
   for name, proc in procs.items():
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, (name, err[-2000:])
+    assert proc.returncode == 2, (name, err[-2000:])
     assert "Traceback" not in err, (name, err[-2000:])
     lines = [line for line in err.splitlines()
              if line.startswith("eval.py: error:")]
