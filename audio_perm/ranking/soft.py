@@ -202,27 +202,22 @@ def soft_rank(values, direction="ASCENDING", regularization_strength=1.0,
     ValueError: for an unknown direction / regularization, a non-positive
       strength, or values of rank < 2.
   """
-  strength = checks.check_soft_args(direction, regularization,
-                                    regularization_strength)
-  rows, dtype, shape = rowwise.as_rows(values)
-  if rows.shape[-1] == 0:
-    return rowwise.restore(rows, dtype, shape)
-  sign = 1.0 if direction == "ASCENDING" else -1.0
-  kl = regularization == "kl"
-  strength_t = tf.constant(strength, _WORK)
+  def make_op(strength_t, sign, kl):
+    @tf.custom_gradient
+    def _op(x):
+      ranks, pos, order, start, end, weight = _soft_rank_forward(
+          x, strength_t, sign, kl)
 
-  @tf.custom_gradient
-  def _op(x):
-    ranks, pos, order, start, end, weight = _soft_rank_forward(
-        x, strength_t, sign, kl)
+      def vjp(upstream):
+        return _soft_rank_backward(upstream, ranks, strength_t, pos, order,
+                                   start, end, weight, sign, kl)
 
-    def vjp(upstream):
-      return _soft_rank_backward(upstream, ranks, strength_t, pos, order,
-                                 start, end, weight, sign, kl)
+      return ranks, vjp
 
-    return ranks, vjp
+    return _op
 
-  return rowwise.restore(_op(rows), dtype, shape)
+  return _apply_rowwise(values, direction, regularization,
+                        regularization_strength, "ASCENDING", make_op)
 
 
 def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
@@ -249,23 +244,36 @@ def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
   Raises:
     ValueError: as soft_rank.
   """
+  def make_op(strength_t, sign, kl):
+    @tf.custom_gradient
+    def _op(x):
+      sorted_values, pos, start, end, weight = _soft_sort_forward(
+          x, strength_t, sign, kl)
+
+      def vjp(upstream):
+        return _soft_sort_backward(upstream, pos, start, end, weight)
+
+      return sorted_values, vjp
+
+    return _op
+
+  return _apply_rowwise(values, direction, regularization,
+                        regularization_strength, "DESCENDING", make_op)
+
+
+def _apply_rowwise(values, direction, regularization, regularization_strength,
+                   positive_direction, make_op):
+  """Checks the options, then applies make_op(strength, sign, kl) row-wise.
+
+  The shared frame of soft_rank and soft_sort: validation, [..., n] -> rows
+  [batch, n] in the working dtype and back, empty rows, and the direction as
+  a sign (+1 for `positive_direction`).
+  """
   strength = checks.check_soft_args(direction, regularization,
                                     regularization_strength)
   rows, dtype, shape = rowwise.as_rows(values)
   if rows.shape[-1] == 0:
     return rowwise.restore(rows, dtype, shape)
-  sign = 1.0 if direction == "DESCENDING" else -1.0
-  kl = regularization == "kl"
-  strength_t = tf.constant(strength, _WORK)
-
-  @tf.custom_gradient
-  def _op(x):
-    sorted_values, pos, start, end, weight = _soft_sort_forward(
-        x, strength_t, sign, kl)
-
-    def vjp(upstream):
-      return _soft_sort_backward(upstream, pos, start, end, weight)
-
-    return sorted_values, vjp
-
-  return rowwise.restore(_op(rows), dtype, shape)
+  sign = 1.0 if direction == positive_direction else -1.0
+  op = make_op(tf.constant(strength, _WORK), sign, regularization == "kl")
+  return rowwise.restore(op(rows), dtype, shape)
