@@ -82,6 +82,8 @@ def main(argv):
     raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
                      "--name=value.")
   config = config_from_flags()
+  if config.deterministic:
+    training.enable_determinism()  # Before TensorFlow runs its first op.
   try:
     explicitly_set = {name for name in _CONFIG_FLAGS if FLAGS[name].present}
     for message in config.ignored_settings(explicitly_set):

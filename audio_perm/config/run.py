@@ -61,11 +61,14 @@ class TrainConfig:
   jit_compile: bool = leaf(False, "bool", "XLA-compile the forward/backward "
                             "pass.", runtime=True)
   seed: int = leaf(0, "integer", "Seed of weights, data and noise.")
-  # On by default: it cost +1.2 % and -4.9 % per step in two runs of
-  # benchmarks/train.py on 2 CPU cores (noise), and makes every run repeatable.
+  # Off by default: bit-identical runs need one inter-op thread, and 60-step
+  # train.py runs took 158 s and 157 s with it against 109 s and 64 s
+  # without (2 shared CPU cores, start-up included). The study's smoke and
+  # cpu scales turn it on.
   deterministic: bool = leaf(
-      True, "bool", "Bit-reproducible runs: TensorFlow's op determinism and "
-      "an input pipeline whose parallel stages keep their order, so the same "
+      False, "bool", "Bit-reproducible runs: TensorFlow's op determinism, "
+      "one inter-op thread and an input pipeline whose parallel stages keep "
+      "their order (about 2x slower steps on 2 CPU cores), so the same "
       "command and seed give the same checkpoints and encoder on the same "
       "hardware and software. Incompatible with --jit_compile.")
   verbose: bool = leaf(True, "bool", "Show the progress bar.", runtime=True)

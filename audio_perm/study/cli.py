@@ -51,6 +51,12 @@ def main(argv=None):
       # Each run and probe builds fresh tf.functions by design, which makes
       # TensorFlow warn about retracing once per run; errors still show.
       logging.set_verbosity(logging.ERROR)
+    deterministic = flags_.deterministic
+    if deterministic is None:
+      deterministic = scales.SCALES[flags_.scale].train.deterministic
+    if deterministic and not (flags_.dry_run or flags_.report_only):
+      from audio_perm import training  # pylint: disable=g-import-not-at-top
+      training.enable_determinism()  # Before TensorFlow runs its first op.
     execution.run_experiments(
         flags_.scale, flags_.out, data_dir=flags_.data_dir,
         report_path=flags_.report,

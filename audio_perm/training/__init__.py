@@ -19,5 +19,6 @@ from audio_perm.training.loop import make_dataset_fn
 from audio_perm.training.loop import train
 from audio_perm.training.trainer import OPTIMIZERS
 from audio_perm.training.trainer import Trainer
+from audio_perm.training.trainer import enable_determinism
 from audio_perm.training.trainer import make_optimizer
 from audio_perm.training.trainer import mixed_precision_policy
