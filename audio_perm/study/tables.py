@@ -208,6 +208,29 @@ def _yes_no(value):
   return {True: "yes", False: "no", None: "n/a", "tie": "tie"}[value]
 
 
+# Run-to-run spread of a pretrained encoder's downstream scores on the
+# default recipe (train.py's defaults without --deterministic, 1000 labels,
+# 3 evaluation seeds): the std of the means of pretraining seeds 0, 1, 2 and
+# a repeat of seed 0 (docs/noise_floor.md has every run and the commands). A gap between
+# two pretrained cells smaller than this says nothing about an ordering.
+NOISE_FLOOR = {
+    ("instrument_family", "accuracy"): 0.030,
+    ("instrument", "accuracy"): 0.022,
+    ("pitch", "mse"): 17.5,
+    ("pitch", "accuracy"): 0.011,
+}
+
+
+def noise_floor_note(row, mean_a, mean_b):
+  """"; the gap exceeds / is within the run-to-run noise floor (x)"."""
+  floor = NOISE_FLOOR.get(row)
+  if floor is None or None in (mean_a, mean_b):
+    return ""
+  verdict = "exceeds" if abs(mean_a - mean_b) > floor else "is within"
+  return (f"; the gap {verdict} the run-to-run noise floor "
+          f"({fmt(floor, row[1])})")
+
+
 def _within_noise(cell_a, cell_b):
   """Whether two (mean, std, count) cells differ by less than a std."""
   (mean_a, std_a, count_a), (mean_b, std_b, count_b) = cell_a, cell_b
@@ -252,6 +275,7 @@ def ordering_facts(plan):
         else "; DISAGREES with the paper")
     noise = ("; the gap is within one std" if _within_noise(
         cells[(row, a)], cells[(row, b)]) else "")
+    noise += noise_floor_note(row, cells[(row, a)][0], cells[(row, b)][0])
     lines.append(
         f"- {label} on {ROW_LABELS[row]}: {_yes_no(ours)} "
         f"({fmt(cells[(row, a)][0], metric)} vs "

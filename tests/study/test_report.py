@@ -58,6 +58,17 @@ def test_report_cells_are_the_stored_numbers(tmp_path):
   assert "| Instrument label accuracy | not evaluated at this scale |" in text
   assert "| Partial-ranks accuracy (valid split) | — | — | — | 0.250" in text
   assert "- perturbed_fy > random on Pitch MSE: no " in text
+  # Every ordering of a downstream row says where its gap stands against
+  # the measured run-to-run noise floor.
+  floor = tables.NOISE_FLOOR[("instrument_family", "accuracy")]
+  gap = abs(names.index("frequency_n10_soft_rank_s0")
+            - names.index("frequency_n10_classification_s0")) / 100
+  verdict = "exceeds" if gap > floor else "is within"
+  assert (f"- soft_rank > classification on Instrument family accuracy: "
+          in text)
+  line = next(l for l in text.splitlines() if l.startswith(
+      "- soft_rank > classification on Instrument family accuracy"))
+  assert f"the gap {verdict} the run-to-run noise floor ({floor:.3f})" in line
   # The setting line reads the scale's configs.
   assert ("CFN width 0.0625, embedding 8, batch normalisation, 10 patches, "
           "adam at lr 0.001, batch 4, 2 steps") in text
