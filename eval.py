@@ -75,9 +75,7 @@ def config_from_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
-                     "--name=value.")
+  del argv  # Stray arguments are refused by cli.run.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset read.
   from audio_perm import evaluation  # pylint: disable=g-import-not-at-top

@@ -78,9 +78,7 @@ def main(argv):
     # TensorFlow's INFO lines (saver sharding, signature renames) would bury
     # the progress bar; --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
-                     "--name=value.")
+  del argv  # Stray arguments are refused by cli.run.
   config = config_from_flags()
   if config.deterministic:
     training.enable_determinism()  # Before TensorFlow runs its first op.

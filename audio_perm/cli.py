@@ -118,5 +118,12 @@ def run(main, program_name, argv=None):
         raise
       fail(program_name, _flag_error_message(error))
 
-  app.run(lambda args: guard(program_name, main, args), argv=argv,
+  def checked_main(args):
+    # Every program takes flags only: stray words are refused here, once.
+    if len(args) > 1:
+      raise ValueError(f"unexpected arguments {args[1:]}; flags are "
+                       "--name=value.")
+    return main(args)
+
+  app.run(lambda args: guard(program_name, checked_main, args), argv=argv,
           flags_parser=parse)

@@ -285,9 +285,7 @@ def main(argv=None):
   flags_ = flags.FLAGS
 
   def _main(args):
-    if len(args) > 1:
-      raise ValueError(f"unexpected arguments {args[1:]}; flags are "
-                       "--name=value.")
+    del args  # Stray arguments are refused by cli.run.
     if not flags_["verbosity"].present:
       logging.set_verbosity(logging.ERROR)
     from audio_perm import evaluation  # pylint: disable=g-import-not-at-top

@@ -14,10 +14,7 @@ def run(main, program_name):
   cli.run(main, program_name)
 
 
-def check_main_args(argv, output_dir):
-  """ValueError for stray positional arguments or a missing --output_dir."""
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}; flags are "
-                     "--name=value.")
+def check_output_dir(output_dir):
+  """ValueError for a missing --output_dir (cli.run refuses stray words)."""
   if not output_dir:
     raise ValueError("--output_dir is required.")

@@ -466,9 +466,10 @@ def _define_flags():
 
 
 def main(argv):
+  del argv  # Stray arguments are refused by cli.run.
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
-  cli.check_main_args(argv, flag_values.output_dir)
+  cli.check_output_dir(flag_values.output_dir)
   try:
     convert(flag_values.input, flag_values.output_dir, flag_values.split,
             examples_per_shard=flag_values.examples_per_shard,

@@ -839,9 +839,10 @@ def _define_flags():
 
 
 def main(argv):
+  del argv  # Stray arguments are refused by cli.run.
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
-  cli.check_main_args(argv, flag_values.output_dir)
+  cli.check_output_dir(flag_values.output_dir)
   try:
     render_dataset(flag_values.output_dir, soundfont=flag_values.soundfont,
                    max_notes=flag_values.max_notes, seed=flag_values.seed,

@@ -44,9 +44,7 @@ def main(argv=None):
   flags_ = flags.FLAGS
 
   def _main(args):
-    if len(args) > 1:
-      raise ValueError(f"unexpected arguments {args[1:]}; flags are "
-                       "--name=value.")
+    del args  # Stray arguments are refused by cli.run.
     if not flags_["verbosity"].present:
       # Each run and probe builds fresh tf.functions by design, which makes
       # TensorFlow warn about retracing once per run; errors still show.
