@@ -44,6 +44,100 @@ def test_encoder_is_frontend_then_keras_encoder():
   np.testing.assert_allclose(model(w).numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("samples", [64000, 20000])
+def test_scene_embedding_of_one_window_is_bit_identical_to_the_old_path(
+    tiny, samples):
+  # Clips up to 4 s take the path every earlier export took: fit_length,
+  # the frontend, the encoder on the batch.
+  module = tiny
+  w = _waveforms(3, samples)
+  want = module.encoder(export.waveform_to_patches(w, module.config.frontend),
+                        training=False).numpy()
+  np.testing.assert_array_equal(module(w).numpy(), want)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """One module for the tests below: its functions are traced once."""
+  return export.random_encoder(seed=0, **TINY)
+
+
+@pytest.fixture(scope="module")
+def coarse(tiny):
+  """The same weights with a 500 ms timestamp hop (fewer windows to run)."""
+  return export.WaveformEncoder(tiny.encoder, tiny.config,
+                                timestamp_hop_ms=500)
+
+
+def _window_embeddings(module, waveform, starts):
+  """Reference: each window's waveform embedded on its own (zero-padded)."""
+  window = module.config.frontend.num_samples
+  padded = np.pad(waveform, [[0, 0], [window, window + max(starts)]])
+  return np.stack([
+      module.encoder(export.waveform_to_patches(
+          padded[:, window + s:window + s + window], module.config.frontend),
+                     training=False).numpy() for s in starts], axis=1)
+
+
+@pytest.mark.parametrize("samples,num_windows", [(64001, 2), (100000, 3),
+                                                 (160000, 4)])
+def test_scene_embedding_of_a_long_clip_is_the_mean_over_windows(
+    tiny, samples, num_windows):
+  module = tiny
+  w = _waveforms(2, samples, seed=5)
+  starts = [k * 32000 for k in range(num_windows)]  # 2 s hop.
+  want = _window_embeddings(module, w, starts).mean(axis=1)
+  np.testing.assert_allclose(module(w).numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("samples", [32000, 59840, 70000])
+def test_timestamp_embeddings_are_windows_centred_on_their_timestamps(
+    coarse, samples):
+  module = coarse
+  w = _waveforms(2, samples, seed=6)
+  out = module.timestamp_embeddings(w)
+  frames = 1 + samples // 8000
+  assert out["embedding"].shape == (2, frames, 8)
+  assert out["embedding"].dtype == tf.float32
+  np.testing.assert_array_equal(
+      out["timestamps_ms"].numpy(),
+      np.tile(np.arange(frames, dtype=np.float32) * 500, [2, 1]))
+  # Centred: window k covers [k * hop - 2 s, k * hop + 2 s).
+  starts = [k * 8000 - 32000 for k in range(frames)]
+  want = _window_embeddings(module, w, starts)
+  np.testing.assert_allclose(out["embedding"].numpy(), want, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_embeddings_of_a_clip_do_not_depend_on_its_batch(coarse):
+  module = coarse
+  w = _waveforms(3, 80000, seed=7)
+  scene = module(w).numpy()
+  stamps = module.timestamp_embeddings(w)["embedding"].numpy()
+  for i in range(3):
+    np.testing.assert_allclose(module(w[i:i + 1]).numpy()[0], scene[i],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        module.timestamp_embeddings(w[i:i + 1])["embedding"].numpy()[0],
+        stamps[i], rtol=1e-5, atol=1e-6)
+
+
+def test_empty_batches_and_empty_clips(tiny):
+  module = tiny
+  assert module(np.zeros([0, 100000], np.float32)).shape == (0, 8)
+  out = module.timestamp_embeddings(np.zeros([2, 0], np.float32))
+  assert out["embedding"].shape == (2, 1, 8)
+  np.testing.assert_array_equal(out["timestamps_ms"].numpy(), [[0.], [0.]])
+
+
+@pytest.mark.parametrize("setting", ["scene_hop_ms", "timestamp_hop_ms"])
+def test_hops_off_the_stft_grid_are_refused(tiny, setting):
+  module = tiny
+  with pytest.raises(ValueError, match=f"{setting}=55 must be a positive "
+                     "multiple of 10 ms"):
+    export.WaveformEncoder(module.encoder, module.config, **{setting: 55})
+
+
 def test_export_frontend_is_raw_log_spectrogram_bands_with_centred_crop():
   # The docstring's promise: no standardisation in the frontend (the encoder
   # does it), and the centred crop_frames window, cut into frequency bands.
@@ -102,13 +196,24 @@ import numpy as np
 import tensorflow as tf
 export_dir, inputs, outputs = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
-serve = loaded.signatures["serving_default"]
-result = {"inputs": {k: [str(v.dtype.name), v.shape.as_list()]
-                     for k, v in serve.structured_input_signature[1].items()},
-          "outputs": sorted(serve.structured_outputs)}
+result = {}
+for name in ("serving_default", "timestamp_embeddings"):
+  signature = loaded.signatures[name]
+  result[name] = {
+      "inputs": {k: [str(v.dtype.name), v.shape.as_list()]
+                 for k, v in signature.structured_input_signature[1].items()},
+      "outputs": {k: v.shape.as_list()
+                  for k, v in signature.structured_outputs.items()}}
+result["framing"] = {k: int(v) for k, v in loaded.framing().items()}
 data = np.load(inputs)
-np.savez(outputs, **{k: serve(waveform=tf.constant(data[k]))["embedding"]
-                     .numpy() for k in data.files})
+arrays = {}
+for k in data.files:
+  w = tf.constant(data[k])
+  arrays[k] = loaded.signatures["serving_default"](waveform=w)["embedding"]
+  out = loaded.signatures["timestamp_embeddings"](waveform=w)
+  arrays[k + "/timestamps"] = out["embedding"]
+  arrays[k + "/timestamps_ms"] = out["timestamps_ms"]
+np.savez(outputs, **{k: v.numpy() for k, v in arrays.items()})
 result["imported"] = sorted(m for m in sys.modules if m.startswith("audio_perm"))
 print(json.dumps(result))
 """
@@ -118,7 +223,7 @@ print(json.dumps(result))
 def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
   module = export.random_encoder(seed=1, **TINY)
   export_dir = export.export_encoder(module.encoder, str(tmp_path / "enc"),
-                                     module.config)
+                                     module.config, timestamp_hop_ms=250)
   inputs = {"full": _waveforms(3, 64000, seed=1),
             "one": _waveforms(1, 64000, seed=2),
             "short": _waveforms(2, 20000, seed=3),
@@ -129,17 +234,34 @@ def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(script), export_dir, str(tmp_path / "in.npz"),
        str(tmp_path / "out.npz")],
-      capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+      capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   info = json.loads(proc.stdout.strip().splitlines()[-1])
   assert info["imported"] == []
-  assert info["inputs"] == {"waveform": ["float32", [None, None]]}
-  assert info["outputs"] == ["embedding"]
+  for name in ("serving_default", "timestamp_embeddings"):
+    assert info[name]["inputs"] == {"waveform": ["float32", [None, None]]}
+  assert info["serving_default"]["outputs"] == {"embedding": [None, 8]}
+  assert info["timestamp_embeddings"]["outputs"] == {
+      "embedding": [None, None, 8], "timestamps_ms": [None, None]}
+  assert info["framing"] == {"sample_rate_hz": 16000, "window_samples": 64000,
+                             "scene_hop_samples": 32000,
+                             "timestamp_hop_samples": 4000}
   outputs = np.load(tmp_path / "out.npz")
   for name, w in inputs.items():
     np.testing.assert_allclose(outputs[name], module(w).numpy(), rtol=1e-5,
                                atol=1e-6, err_msg=name)
+    frames = 1 + w.shape[1] // 4000
+    assert outputs[name + "/timestamps"].shape == (len(w), frames, 8)
+    np.testing.assert_array_equal(
+        outputs[name + "/timestamps_ms"],
+        np.tile(np.arange(frames, dtype=np.float32) * 250, [len(w), 1]))
+  # 4 s notes: what every earlier export gave, the encoder on the frontend's
+  # patches of the same weights.
+  for name in ("full", "one"):
+    want = module.encoder(export.waveform_to_patches(
+        inputs[name], module.config.frontend), training=False).numpy()
+    np.testing.assert_array_equal(outputs[name], want, err_msg=name)
   assert outputs["one"].shape == (1, 8)
   assert export.read_config(export_dir) == module.config
   # Keras 3 route.
