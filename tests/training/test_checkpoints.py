@@ -8,6 +8,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from audio_perm import training
+from audio_perm.training import checkpoints
 
 
 def test_a_model_dir_with_other_flags_is_refused_unless_overwrite(tiny_config, tmp_path):
@@ -119,3 +120,78 @@ def test_model_only_restore_reproduces_the_trained_encoder(tiny_config,
   np.testing.assert_array_equal(
       encoder(patches, training=False).numpy(),
       result["trainer"].encoder(patches, training=False).numpy())
+
+
+def _truncate(path, keep=0.5):
+  with open(path, "r+b") as f:
+    f.truncate(int(f.seek(0, 2) * keep))
+
+
+def test_an_unreadable_newest_checkpoint_is_named_and_the_previous_restored(
+    fixed_batch_trainer, tmp_path, caplog):
+  trainer, iterator = fixed_batch_trainer(str(tmp_path))
+  train = trainer.train_function()
+  manager = tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path),
+                                       max_to_keep=3)
+  weights = {}
+  for step in (1, 2, 3):
+    train(iterator, tf.constant(1))
+    manager.save(checkpoint_number=step)
+    weights[step] = [np.asarray(v) for v in trainer.model.variables]
+  newest_data = str(tmp_path / "ckpt-3.data-00000-of-00001")
+  _truncate(newest_data)  # A full disk, an interrupted copy.
+
+  def restored():
+    fresh, _ = fixed_batch_trainer(str(tmp_path))
+    return fresh.restore(str(tmp_path)), fresh
+
+  caplog.clear()
+  step, fresh = restored()
+  assert step == 2
+  for before, after in zip(weights[2], fresh.model.variables):
+    np.testing.assert_array_equal(np.asarray(after), before)
+  (line,) = [r.getMessage() for r in caplog.records
+             if "Unreadable checkpoint" in r.getMessage()]
+  assert newest_data in line and "cut short" in line
+  assert line.endswith(f"resuming from {tmp_path}/ckpt-2 (step 2).")
+
+  # A garbage index of the next one: the oldest kept is restored.
+  (tmp_path / "ckpt-2.index").write_bytes(b"not a checkpoint index" * 4)
+  caplog.clear()
+  assert restored()[0] == 1
+  (line,) = [r.getMessage() for r in caplog.records
+             if "Unreadable checkpoint" in r.getMessage()]
+  assert newest_data in line and f"{tmp_path}/ckpt-2.index is not" in line
+
+  # None readable: one line naming every file and what to do.
+  (tmp_path / "ckpt-1.data-00000-of-00001").write_bytes(b"")
+  with pytest.raises(ValueError) as raised:
+    restored()
+  message = str(raised.value)
+  assert message.startswith(f"no readable checkpoint in {tmp_path}: ")
+  assert "\n" not in message and "--model_dir" in message
+  for name in ("ckpt-3.data-00000-of-00001", "ckpt-2.index",
+               "ckpt-1.data-00000-of-00001"):
+    assert f"{tmp_path}/{name}" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated_data", "garbage_index"])
+def test_a_model_only_restore_names_the_unreadable_file(
+    tiny_config, fixed_batch_trainer, tmp_path, damage):
+  trainer, _ = fixed_batch_trainer(str(tmp_path))
+  tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path),
+                             max_to_keep=3).save(checkpoint_number=5)
+  if damage == "truncated_data":
+    bad = str(tmp_path / "ckpt-5.data-00000-of-00001")
+    _truncate(bad, keep=0.1)
+  else:
+    bad = str(tmp_path / "ckpt-5.index")
+    with open(bad, "wb") as f:
+      f.write(b"\x00" * 100)
+  model, _ = training.Trainer.build_model(trainer.config)
+  with pytest.raises(ValueError) as raised:
+    checkpoints.restore_model(model, str(tmp_path))
+  message = str(raised.value)
+  assert message.startswith(f"the latest checkpoint of {tmp_path} is "
+                            f"unreadable: {bad} ")
+  assert "\n" not in message and "train.py again" in message
