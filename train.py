@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
-
+# audio_perm before TensorFlow: it turns on TensorFlow's oneDNN kernels.
 from audio_perm import cli  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from audio_perm import config as config_lib  # noqa: E402
 from audio_perm import data  # noqa: E402
 from audio_perm import distribute  # noqa: E402
@@ -47,20 +47,26 @@ def config_from_flags():
   return config_lib.from_flags(config_lib.TrainConfig, FLAGS)
 
 
-def corrupt_data_message(config, error):
-  """One line naming the corrupt TFRecord file(s) and what to do.
-
-  tf.data's DataLossError does not say which file is bad, so every training
-  file is read once (data.find_corrupt_files; unparsed, at disk speed).
-  """
+def _training_files(config, why):
+  """The training files, saying so first when reading them takes a while."""
   files = (dict(data_dir=config.data_dir) if not config.train_pattern
            else dict(file_pattern=config.train_pattern))
   what = data.list_files(split="train", **files)
   num_bytes = sum(tf.io.gfile.stat(f).length for f in what)
   if num_bytes > 1 << 30:
-    print(f"train.py: a training TFRecord file is corrupt; reading the "
-          f"{len(what)} files ({num_bytes / 2**30:.1f} GiB) to find which...",
-          file=sys.stderr)
+    print(f"train.py: {why}; reading the {len(what)} files "
+          f"({num_bytes / 2**30:.1f} GiB) to find which...", file=sys.stderr)
+  return what
+
+
+def corrupt_data_message(config, error):
+  """One line naming the corrupt TFRecord file(s) and what to do.
+
+  tf.data's DataLossError does not say which file is bad, so every training
+  file is read once (data.find_corrupt_files; unparsed, at disk speed); the
+  index of each one's first unreadable record is named too.
+  """
+  what = _training_files(config, "a training TFRecord file is corrupt")
   corrupt = data.find_corrupt_files(file_pattern=what)
   fix = ("render the dataset again into a new folder (python -m "
          "data_prep.render --output_dir=DIR)" if not config.train_pattern
@@ -98,6 +104,17 @@ def main(argv):
                             export_only=FLAGS.export_only)
   except tf.errors.DataLossError as e:
     raise cli.Error(corrupt_data_message(config, e)) from e
+  except tf.errors.InvalidArgumentError as e:
+    # A record without audio names itself; one that does not parse is found
+    # by reading the files again (data.bad_record_message).
+    message = None
+    if not FLAGS.export_only and "Iterator" in e.message:
+      message = data.bad_record_message(
+          lambda: _training_files(config, "a training record is malformed"),
+          e)
+    if message is None:
+      raise
+    raise cli.Error(message) from e
   if result["trained"]:
     print(f"Trained to step {result['step']} in {config.model_dir}.")
 

@@ -170,14 +170,36 @@ def energy_rule_accuracy(dataset_dir, patching="frequency", num_patches=10,
     return tf.reduce_sum(objectives.partial_ranks_accuracy(predicted, target))
 
   total, notes = 0.0, 0
-  for batch in dataset:
-    total += float(correct(batch["audio"]))
-    notes += int(batch["audio"].shape[0])
+  try:
+    for batch in dataset:
+      total += float(correct(batch["audio"]))
+      notes += int(batch["audio"].shape[0])
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+    message = _data_error_message(dataset_dir, split, error)
+    if message is None:
+      raise
+    raise ValueError(message) from None
   if not notes:
     raise ValueError(f"Split {split!r} of {dataset_dir!r} has no notes.")
   return {"patching": patching, "num_patches": int(num_patches),
           "split": split, "notes": notes, "accuracy": total / notes,
           "chance": 1.0 / num_patches}
+
+
+def _data_error_message(dataset_dir, split, error):
+  """One line naming the file (and record index) behind a reading error.
+
+  Returns None when a tf.errors.InvalidArgumentError came from no record.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  files = data.list_files(data_dir=dataset_dir, split=split)
+  if isinstance(error, tf.errors.DataLossError):
+    return data.corrupt_files_message(
+        data.find_corrupt_files(file_pattern=files), error, what="shard",
+        fix="Re-create the dataset.")
+  return data.bad_record_message(files, error,
+                                 data.detect_schema(files, skip_corrupt=True))
 
 
 def parse_scheme(text):

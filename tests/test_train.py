@@ -147,8 +147,45 @@ def test_a_truncated_shard_is_named_in_one_line_then_skip_corrupt_trains(
   assert "--skip_corrupt" in last and "data_prep.render" in last
   assert [p for p in tf.io.gfile.glob(os.path.join(data_dir, "*train*"))
           if p in last] == [shard]  # Only the bad shard is named.
+  readable = sum(1 for _ in tf.data.TFRecordDataset(shard).take(
+      10000).ignore_errors())
+  assert f"(record index {readable})" in last  # Its first unreadable record.
 
   rc, out, err = _run(args + ["--skip_corrupt"])
   assert rc == 0, err[-3000:]
   assert "Trained to step 2" in out
   assert json.load(open(tmp_path / "run" / "flags.json"))["skip_corrupt"]
+  # What was skipped is said once: the file, where it was cut, what is lost.
+  (line,) = [x for x in err.splitlines() if "skip_corrupt: " in x]
+  shard_lengths = json.load(open(os.path.join(data_dir, "dataset_info.json")))
+  (split,) = [s for s in shard_lengths["splits"] if s["name"] == "train"]
+  index = int(shard.rsplit("-", 3)[-3])
+  lost = int(split["shardLengths"][index]) - readable
+  assert (f"{shard} is cut short at record index {readable} (" in line
+          and line.endswith(f"{readable} record(s) read, {lost} record(s) "
+                            "lost.")), line
+
+
+def test_a_truncated_latest_checkpoint_is_named_and_the_previous_resumed(
+    tmp_path, rendered_dataset_dir):
+  model_dir = tmp_path / "run"
+  args = [f"--data_dir={rendered_dataset_dir}", f"--model_dir={model_dir}",
+          "--train_steps=4"] + TINY_FLAGS + ["--checkpoint_every=2"]
+  rc, _, err = _run(args)
+  assert rc == 0, err[-3000:]
+  data_file = model_dir / "ckpt-4.data-00000-of-00001"
+  with open(data_file, "r+b") as f:  # A full disk, an interrupted copy.
+    f.truncate(os.path.getsize(data_file) // 2)
+  rc, out, err = _run(args)
+  assert rc == 0, err[-3000:]
+  assert "Traceback" not in err
+  (line,) = [x for x in err.splitlines() if str(data_file) in x]
+  assert f"Unreadable checkpoint: {data_file} is cut short (" in line
+  assert line.endswith(f"resuming from {model_dir}/ckpt-2 (step 2).")
+  assert f"Resuming from the checkpoint at step 2 in {model_dir}" in out
+  assert "Trained to step 4" in out
+  # Step 4 was trained again and written in full.
+  reader = tf.train.load_checkpoint(str(model_dir / "ckpt-4"))
+  for name in reader.get_variable_to_shape_map():
+    reader.get_tensor(name)
+  assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 4

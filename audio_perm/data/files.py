@@ -89,8 +89,21 @@ def _glob(file_pattern):
   return files
 
 
+def shard_lengths(data_dir, split):
+  """{shard path: number of records} of a folder dataset split's metadata.
+
+  What each shard should hold, e.g. to count the records lost to a cut
+  short shard (checks.report_skipped). Raises as `list_files`.
+  """
+  return dict(zip(*_folder_dataset_split(data_dir, split)))
+
+
 def _folder_dataset_files(data_dir, split):
-  """The shards of `split`, as listed by the folder dataset's metadata."""
+  return _folder_dataset_split(data_dir, split)[0]
+
+
+def _folder_dataset_split(data_dir, split):
+  """(shards, their lengths) of `split`, from the folder dataset's metadata."""
   data_dir = check_folder_dataset(
       data_dir, otherwise="pass file_pattern= for bare TFRecord files")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -121,7 +134,10 @@ def _folder_dataset_files(data_dir, split):
     raise ValueError(
         f"data_dir={data_dir!r}: its features have no float32 'audio' tensor "
         f"({audio_info}); expected the nsynth features (data_prep).")
-  return files
+  lengths = [int(n) for n in info.shard_lengths]
+  if len(lengths) != len(files):
+    lengths = [None] * len(files)
+  return files, lengths
 
 
 def list_files(data_dir=None, file_pattern=None, split="train"):

@@ -63,7 +63,8 @@ def _pipeline_seed(seed, pipeline_id, salt):
 
 def _records(files, *, shuffle, deterministic, seed, input_context,
              skip_corrupt, shuffle_buffer_size, num_parallel_reads):
-  """(serialized record, file path) pairs, sharded and shuffled.
+  """(serialized record, file path, index in the file) triples, sharded and
+  shuffled (the index names a bad record in an error).
 
   Returns:
     (dataset, pipeline_id, num_pipelines).
@@ -88,7 +89,7 @@ def _records(files, *, shuffle, deterministic, seed, input_context,
         path, buffer_size=records_lib.READ_BUFFER_BYTES)
     if skip_corrupt:
       records = records.ignore_errors(log_warning=True)
-    return records.map(lambda r: (r, path))
+    return records.enumerate().map(lambda i, r: (r, path, i))
 
   cycle_length = max(1, min(num_local_files, num_parallel_reads))
   if cycle_length > 1:
@@ -283,9 +284,10 @@ def pretext_dataset(data_dir=None,
     # One map does parse + frontend per example (fewer stages, measured
     # ~10% faster than separate maps); non-finite examples are computed and
     # then dropped, which only costs anything when they exist.
-    def parse_and_make(record_and_path, example_seed):
-      record, path = record_and_path
-      audio = records_lib.parse_audio(record, path, num_samples)  # [S]
+    def parse_and_make(record_path_index, example_seed):
+      record, path, index = record_path_index
+      audio = records_lib.parse_audio(record, path, num_samples,
+                                      index)  # [S]
       patches, label = make_examples(audio[tf.newaxis], example_seed)
       return patches[0], label[0], records_lib.is_finite(audio)
 
@@ -302,7 +304,7 @@ def pretext_dataset(data_dir=None,
                   num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
   else:
-    ds = ds.map(lambda r, p: records_lib.parse_audio(r, p, num_samples),
+    ds = ds.map(lambda r, p, i: records_lib.parse_audio(r, p, num_samples, i),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic)
     ds = ds.filter(records_lib.is_finite)
@@ -370,8 +372,8 @@ def waveform_dataset(data_dir=None,
       input_context=input_context, skip_corrupt=skip_corrupt,
       shuffle_buffer_size=shuffle_buffer_size,
       num_parallel_reads=num_parallel_reads)
-  ds = ds.map(lambda r, p: records_lib.parse_with_labels(r, p, schema,
-                                                        num_samples),
+  ds = ds.map(lambda r, p, i: records_lib.parse_with_labels(
+      r, p, schema, num_samples, i),
               num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=deterministic)
   ds = ds.filter(lambda ex: records_lib.is_finite(ex["audio"]))

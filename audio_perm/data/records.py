@@ -17,8 +17,8 @@ Rules for imperfect records (each is tested):
     be a silent example whose patches cannot be ordered).
   * A record without an "audio" float feature: a ValueError naming the file
     when a pipeline is built (`detect_schema`), or
-    tf.errors.InvalidArgumentError naming the file during iteration for a
-    later record.
+    tf.errors.InvalidArgumentError naming the file and the record's index
+    during iteration for a later record (`no_audio_record` reads them back).
   * A corrupt first record: a ValueError naming the file (or skipped with
     skip_corrupt=True).
 `inspect_records` counts all of these in one pass over the data.
@@ -78,7 +78,14 @@ def error_line(error):
     if (not stripped or stripped.startswith(("File ", "[[", "Detected at")) or
         stripped.startswith("Graph execution error")):
       continue
-    lines.append(re.sub(r"\s*\[Op:[^\]]*\].*$", "", stripped))
+    stripped = re.sub(r"\s*\[Op:[^\]]*\].*$", "", stripped)
+    # "{{function_node ...}} Error in user-defined function passed to ...
+    # transformation with iterator: Iterator::...: <the message>".
+    stripped = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", stripped)
+    stripped = re.sub(r"^Error in user-defined function passed to .*? "
+                      r"with iterator: Iterator::\S*:\s*", "", stripped)
+    if stripped:
+      lines.append(stripped)
   return " ".join(lines) or error.message.strip()
 
 
@@ -151,28 +158,68 @@ def detect_schema(files, skip_corrupt=False):
 # Per-record parsing (graph).
 
 
-def _checked_audio(audio, path, num_samples):
-  """[L] -> [num_samples]; fails, naming `path`, when L == 0 (no audio)."""
-  check = tf.debugging.Assert(
-      tf.size(audio) > 0,
-      ["Wrong schema: a record without 'audio' samples in file", path])
+# The start of the assertion that names a record without audio; its data
+# are [index] [of] [path] (see `no_audio_record`).
+NO_AUDIO_MESSAGE = "Wrong schema: no audio samples in record"
+_NO_AUDIO_PATTERN = re.compile(
+    re.escape(NO_AUDIO_MESSAGE) + r"\] \[(\d+)\] \[of\] \[(.*)\]")
+
+
+def _checked_audio(audio, path, index, num_samples):
+  """[L] -> [num_samples]; fails, naming `path` and `index`, when L == 0."""
+  if index is None:
+    index = tf.constant(-1, tf.int64)
+  check = tf.debugging.Assert(tf.size(audio) > 0,
+                              [NO_AUDIO_MESSAGE, index, "of", path])
   with tf.control_dependencies([check]):
     return spectrogram_lib.fit_length(audio, num_samples)
 
 
-def parse_audio(record, path, num_samples):
+def no_audio_record(error):
+  """(path, record index) named by `_checked_audio`'s failure, or None.
+
+  Args:
+    error: a tf.errors.InvalidArgumentError (or its message).
+  """
+  text = getattr(error, "message", error)
+  for line in str(text).splitlines():
+    match = _NO_AUDIO_PATTERN.search(line)
+    if match:
+      return match.group(2), int(match.group(1))
+  return None
+
+
+def feature_spec(schema=None):
+  """The parsing spec of a record: audio only (None) or audio and labels.
+
+  Args:
+    schema: None, or `detect_schema`'s answer ("audio_only" is read as
+      "tfds").
+  """
+  spec = {"audio": _AUDIO_FEATURE}
+  if schema is None:
+    return spec
+  keys = LABEL_KEYS["magenta" if schema == "magenta" else "tfds"]
+  for name in LABELS:
+    spec[keys[name]] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+  spec[keys["id"]] = tf.io.FixedLenFeature([], tf.string, default_value="")
+  return spec
+
+
+def parse_audio(record, path, num_samples, index=None):
   """Serialized tf.Example -> audio float32 [num_samples].
 
   Args:
     record: string [] (a serialized tf.Example).
     path: string [], the record's file (named when "audio" is missing).
     num_samples: length after the pad/crop rule.
+    index: int64 [], the record's position in its file (named too).
   """
-  parsed = tf.io.parse_single_example(record, {"audio": _AUDIO_FEATURE})
-  return _checked_audio(parsed["audio"], path, num_samples)
+  parsed = tf.io.parse_single_example(record, feature_spec())
+  return _checked_audio(parsed["audio"], path, index, num_samples)
 
 
-def parse_with_labels(record, path, schema, num_samples):
+def parse_with_labels(record, path, schema, num_samples, index=None):
   """Serialized tf.Example -> dict of audio and labels, named as `LABELS`.
 
   Args:
@@ -180,18 +227,15 @@ def parse_with_labels(record, path, schema, num_samples):
     path: string [], the record's file (named when "audio" is missing).
     schema: `detect_schema`'s answer ("audio_only" is read as "tfds").
     num_samples: length after the pad/crop rule.
+    index: int64 [], the record's position in its file (named too).
 
   Returns:
     {"audio": float32 [num_samples], "id": string [], and int32 [] for each
     of LABELS (-1 where the record lacks it)}.
   """
   keys = LABEL_KEYS["magenta" if schema == "magenta" else "tfds"]
-  spec = {"audio": _AUDIO_FEATURE}
-  for name in LABELS:
-    spec[keys[name]] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
-  spec[keys["id"]] = tf.io.FixedLenFeature([], tf.string, default_value="")
-  parsed = tf.io.parse_single_example(record, spec)
-  out = {"audio": _checked_audio(parsed["audio"], path, num_samples),
+  parsed = tf.io.parse_single_example(record, feature_spec(schema))
+  out = {"audio": _checked_audio(parsed["audio"], path, index, num_samples),
          "id": parsed[keys["id"]]}
   for name in LABELS:
     out[name] = tf.cast(parsed[keys[name]], tf.int32)

@@ -22,6 +22,7 @@ SupervisedConfig.
 """
 
 from audio_perm import config as _config
+from audio_perm.evaluation.datasets import bad_record_message
 from audio_perm.evaluation.datasets import check_features
 from audio_perm.evaluation.datasets import check_num_labeled
 from audio_perm.evaluation.datasets import check_splits
@@ -33,6 +34,7 @@ from audio_perm.evaluation.datasets import HOW_TO_PREPARE
 from audio_perm.evaluation.datasets import open_dataset
 from audio_perm.evaluation.datasets import read_labels
 from audio_perm.evaluation.datasets import read_split
+from audio_perm.evaluation.datasets import report_skipped
 from audio_perm.evaluation.datasets import split_files
 from audio_perm.evaluation.datasets import split_size
 from audio_perm.evaluation.datasets import Task

@@ -282,6 +282,42 @@ def audio_batches(builder, split, batch_size, num_samples=None,
   return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def report_skipped(builder, split):
+  """Which shards of a split --skip_corrupt cuts short, and what it loses.
+
+  One unparsed read of the split's shards (data.report_skipped: one warning
+  line per shard cut short); the records lost are counted against the
+  metadata's shard lengths.
+
+  Returns:
+    {path: {"records_read", "records_lost", "error"}} of the shards cut
+    short (records_lost None when the metadata has no shard lengths).
+  """
+  files = split_files(builder, split)
+  lengths = list(builder.info.splits[split].shard_lengths)
+  expected = dict(zip(files, lengths)) if len(lengths) == len(files) else None
+  return data_lib.report_skipped(files, expected)
+
+
+def bad_record_message(builder, splits, error):
+  """Names the file and record behind a reader's InvalidArgumentError.
+
+  A record without audio names itself; one that does not parse is found by
+  reading the splits' shards again (data.bad_record_message).
+
+  Returns:
+    One line, or None when the error did not come from a record.
+  """
+  def files():
+    found = []
+    for split in dict.fromkeys(splits):
+      found += split_files(builder, split)
+    return found
+
+  schema = data_lib.detect_schema(files(), skip_corrupt=True)
+  return data_lib.bad_record_message(files, error, schema)
+
+
 def corrupt_shards_message(builder, splits, error):
   """Names the corrupt shard(s) behind a DataLossError, and what to do.
 

@@ -82,6 +82,11 @@ class ProbeRun:
     train_embeddings: {encoder: float32 [u, dim]}, rows as train_indices.
     test_embeddings: {encoder: float32 [test notes, dim]}.
     dropped: {split: notes dropped for non-finite audio}.
+    dropped_corrupt: {split: records lost in shards cut short, which
+      skip_corrupt skips (None where the metadata cannot say; 0 without
+      skip_corrupt, where a corrupt shard is an error)}.
+    corrupt_shards: {path: {"split", "records_read", "records_lost",
+      "error"}} of the shards skip_corrupt cut short.
     timing: {"train_embedding", "test_embedding" (compute_embeddings' stats),
       "probe_seconds" (all fits, supervised included),
       "supervised_seconds"}.
@@ -97,6 +102,10 @@ class ProbeRun:
   test_embeddings: Dict[str, np.ndarray]
   dropped: Dict[str, int]
   timing: Dict[str, object]
+  dropped_corrupt: Dict[str, Optional[int]] = dataclasses.field(
+      default_factory=dict)
+  corrupt_shards: Dict[str, Dict[str, object]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def train_size(self):
@@ -149,7 +158,8 @@ def embed_and_probe(builder, encoders, tasks, num_labeled, seeds, *,
 
   Raises:
     EvaluationError: a split missing, empty or too small for num_labeled, a
-      corrupt shard (named), an encoder returning NaN.
+      corrupt shard or a malformed record (file and record index named), an
+      encoder returning NaN.
   """
   if num_samples is None:
     num_samples = datasets.check_features(builder, tasks)
@@ -165,6 +175,12 @@ def embed_and_probe(builder, encoders, tasks, num_labeled, seeds, *,
   except tf.errors.DataLossError as error:
     raise EvaluationError(datasets.corrupt_shards_message(
         builder, (train_split, test_split), error)) from None
+  except tf.errors.InvalidArgumentError as error:
+    message = datasets.bad_record_message(builder, (train_split, test_split),
+                                          error)
+    if message is None:
+      raise
+    raise EvaluationError(message) from None
 
 
 def _embed_and_probe(builder, encoders, tasks, num_labeled, seeds,
@@ -172,6 +188,15 @@ def _embed_and_probe(builder, encoders, tasks, num_labeled, seeds,
                      architecture, batch_size, num_samples, skip_corrupt,
                      progress):
   read = dict(num_samples=num_samples, skip_corrupt=skip_corrupt)
+  # What skip_corrupt skips is counted once, before reading (one unparsed
+  # read of the shards), and kept apart from the non-finite drops.
+  corrupt_shards, dropped_corrupt = {}, {}
+  for split in (train_split, test_split):
+    skipped = datasets.report_skipped(builder, split) if skip_corrupt else {}
+    lost = [entry["records_lost"] for entry in skipped.values()]
+    dropped_corrupt[split] = None if None in lost else sum(lost)
+    for path, entry in skipped.items():
+      corrupt_shards[path] = dict(split=split, **entry)
   train_labels = datasets.read_labels(builder, train_split, tasks,
                                       progress=progress, **read)
   test_labels = datasets.read_labels(builder, test_split, tasks,
@@ -181,12 +206,13 @@ def _embed_and_probe(builder, encoders, tasks, num_labeled, seeds,
   test_size = len(test_labels[tasks[0]])
   dropped = {train_split: datasets.split_size(builder, train_split),
              test_split: datasets.split_size(builder, test_split)}
-  dropped[train_split] -= train_size
-  dropped[test_split] -= test_size
+  dropped[train_split] -= train_size + (dropped_corrupt[train_split] or 0)
+  dropped[test_split] -= test_size + (dropped_corrupt[test_split] or 0)
   largest = max(num_labeled)
   if largest > train_size or test_size < 1:
     raise EvaluationError(
-        f"After dropping the notes with non-finite audio ({dropped}), split "
+        f"After dropping the notes with non-finite audio ({dropped}) and "
+        f"those of shards cut short ({dropped_corrupt}), split "
         f"{train_split!r} has {train_size} notes and {test_split!r} "
         f"{test_size}; --num_labeled={largest} needs at least that many train "
         "notes and the test split at least one.")
@@ -245,7 +271,8 @@ def _embed_and_probe(builder, encoders, tasks, num_labeled, seeds,
                   subsets=subsets, train_indices=union,
                   train_embeddings=train_embeddings,
                   test_embeddings=test_embeddings, dropped=dropped,
-                  timing=timing)
+                  timing=timing, dropped_corrupt=dropped_corrupt,
+                  corrupt_shards=corrupt_shards)
 
 
 def config_to_dict(config):
@@ -318,6 +345,8 @@ def _resolved_config(config, builder, architecture, num_samples, encoders,
       "train_size": run.train_size,
       "test_size": run.test_size,
       "dropped_nonfinite": run.dropped,
+      "dropped_corrupt": run.dropped_corrupt,
+      "corrupt_shards": run.corrupt_shards,
       "num_train_embedded": int(len(run.train_indices)),
       "encoders_resolved": [e.description for e in encoders],
       "num_classes_train": {task: int(len(np.unique(run.train_labels[task])))

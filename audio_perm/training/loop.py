@@ -67,6 +67,23 @@ def make_dataset_fn(config, permutation_set=None):
   return dataset_fn
 
 
+def report_skipped(config):
+  """Logs which training files --skip_corrupt cuts short, and what is lost.
+
+  One unparsed read of the training files (data.report_skipped; about 1 s
+  for the 763 MB default dataset); the records lost are counted against the
+  folder dataset's metadata (unknown for --train_pattern files).
+
+  Returns:
+    data.report_skipped's {path: {"records_read", "records_lost", "error"}}.
+  """
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  if config.train_pattern:
+    return data.report_skipped(data.list_files(
+        file_pattern=config.train_pattern))
+  expected = data.shard_lengths(config.data_dir, "train")
+  return data.report_skipped(list(expected), expected)
+
 
 def _export_is_current(export_dir, step):
   info = os.path.join(export_dir, EXPORT_INFO_FILENAME)
@@ -123,7 +140,8 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
   Returns:
     dict: step (final), history (list of dicts of the logged scalars),
     export_dir (or None if this task does not export), trained (bool),
-    trainer (the Trainer, holding model, encoder and optimizer).
+    trainer (the Trainer, holding model, encoder and optimizer) and, with
+    skip_corrupt, skipped (`report_skipped`'s answer).
 
   Raises:
     ValueError: bad settings, missing data, a model_dir holding another run,
@@ -168,6 +186,8 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
 
   custom_data = dataset_fn is not None
   if dataset_fn is None:
+    if config.skip_corrupt and chief:
+      result["skipped"] = report_skipped(config)
     dataset_fn = make_dataset_fn(config, trainer.objective.permutation_set)
   try:
     resumed_fn = _with_seed(dataset_fn, config.seed * 1_000_003 + step)

@@ -1,5 +1,6 @@
 """audio_perm.data.checks: corrupt files, found and named."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -84,3 +85,78 @@ def test_corrupt_files_message_gives_train_and_eval_texts(message):
       f"read ({first}). {_EVAL_FIX}")
   # The error's text may be given as a string.
   assert _eval_message({}, message) == _eval_message({}, error)
+
+
+def test_corrupt_files_are_named_with_their_first_unreadable_record(
+    tmp_path, nsynth, caplog):
+  good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
+  bad = nsynth.truncated_file(tmp_path)  # 4 records, 3 readable.
+  assert data.find_corrupt_files(file_pattern=[good, bad])[bad].endswith(
+      "(record index 3)")
+  assert [(s.path, s.num_readable, s.error is None)
+          for s in data.scan_files([good, bad])] == [(good, 4, True),
+                                                     (bad, 3, False)]
+  # What skip_corrupt loses, said once per file cut short.
+  caplog.clear()
+  skipped = data.report_skipped([good, bad], {good: 4, bad: 4})
+  assert list(skipped) == [bad]
+  assert skipped[bad]["records_read"] == 3
+  assert skipped[bad]["records_lost"] == 1
+  assert "truncated record" in skipped[bad]["error"]
+  (line,) = [r.getMessage() for r in caplog.records]
+  assert line.startswith(f"skip_corrupt: {bad} is cut short at record "
+                         "index 3 (")
+  assert line.endswith("3 record(s) read, 1 record(s) lost.")
+  # Bare files have no metadata: the loss is unknown, and said so.
+  assert data.report_skipped([bad])[bad]["records_lost"] is None
+  assert "an unknown number of records lost" in caplog.records[-1].getMessage()
+
+
+def _records_with_a_bad_one(nsynth, tmp_path, bad_record, position=3):
+  """A file of 6 records whose record `position` is `bad_record`."""
+  records = [nsynth.example(nsynth.audio(i), index=i) for i in range(6)]
+  records[position] = bad_record
+  return nsynth.write(tmp_path / "mixed.tfrecord", records)
+
+
+@pytest.mark.parametrize("reader", ["pretext", "waveform"])
+@pytest.mark.parametrize("problem", ["no_audio", "not_an_example",
+                                     "audio_as_int"])
+def test_a_bad_record_mid_stream_is_named_with_its_file_and_index(
+    tmp_path, nsynth, reader, problem):
+  bad_record = {
+      "no_audio": nsynth.example(nsynth.audio(0), drop=("audio",)),
+      "not_an_example": b"\x01 these bytes are no tf.Example",
+      "audio_as_int": nsynth.example(np.arange(10), audio_as_int=True),
+  }[problem]
+  path = _records_with_a_bad_one(nsynth, tmp_path, bad_record)
+  if reader == "pretext":
+    dataset = data.pretext_dataset(
+        file_pattern=path, batch_size=1, num_patches=2, repeat=False,
+        shuffle=False, num_samples=nsynth.SHORT, seed=0)
+    schema = None
+  else:
+    dataset = data.waveform_dataset(file_pattern=path, batch_size=1,
+                                    num_samples=nsynth.SHORT)
+    schema = data.detect_schema([path])
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    list(dataset)
+  message = data.bad_record_message([path], raised.value, schema)
+  assert message.startswith(f"record 3 of {path} "), message
+  assert "\n" not in message and "Remove or re-create the file" in message
+  expected = {"no_audio": "has no 'audio' samples",
+              "not_an_example": "is not an NSynth tf.Example (Could not "
+                                "parse example input)",
+              "audio_as_int": "is not an NSynth tf.Example"}[problem]
+  assert expected in message
+  assert data.find_bad_record([path], schema)[:2] == (path, 3)
+
+
+def test_an_error_from_no_record_is_left_alone(tmp_path, nsynth):
+  good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
+  assert data.find_bad_record([good]) is None
+  error = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")
+  assert data.bad_record_message([good], error) is None
+  error = tf.errors.InvalidArgumentError(
+      None, None, "Iterator::Root::Map: something else")
+  assert data.bad_record_message([good], error) is None

@@ -116,7 +116,49 @@ def test_corrupt_shard_is_named_and_skip_corrupt_reads_around_it(
   message = str(raised.value)
   assert message.startswith(f"Corrupt or truncated TFRecord shard: {shard} (")
   assert "--skip_corrupt" in message and "-train." not in message
+  readable = sum(1 for _ in tf.data.TFRecordDataset(shard).ignore_errors())
+  assert f"(record index {readable})" in message
   report = evaluation.evaluate(eval_config(out, skip_corrupt=True))
   # The readable first half of the 30 test notes, the train split whole.
-  assert 10 <= report["config"]["test_size"] < 30
-  assert report["config"]["train_size"] == 60
+  config = report["config"]
+  assert 10 <= config["test_size"] == readable < 30
+  assert config["train_size"] == 60
+  # The notes lost to the cut are counted apart from the non-finite ones.
+  assert config["dropped_corrupt"] == {"train": 0, "test": 30 - readable}
+  assert config["dropped_nonfinite"] == {"train": 0, "test": 0}
+  assert config["corrupt_shards"][shard]["records_lost"] == 30 - readable
+  assert config["corrupt_shards"][shard]["split"] == "test"
+  plain = evaluation.evaluate(eval_config(planted_dir))["config"]
+  assert plain["dropped_corrupt"] == {"train": 0, "test": 0}
+  assert plain["corrupt_shards"] == {}
+
+
+def _rewrite_record(shard, index, record):
+  """Replaces record `index` of a TFRecord shard, in place."""
+  records = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+  records[index] = record
+  with tf.io.TFRecordWriter(shard) as writer:
+    for r in records:
+      writer.write(r)
+
+
+@pytest.mark.parametrize("bad_record", ["no_audio", "not_an_example"])
+def test_a_malformed_record_is_named_with_its_shard_and_index(
+    planted_dir, tmp_path, eval_config, bad_record):
+  import shutil  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / bad_record)
+  shutil.copytree(planted_dir, out)
+  (shard,) = tf.io.gfile.glob(os.path.join(out, "*-test.tfrecord*"))
+  if bad_record == "no_audio":
+    example = tf.train.Example.FromString(
+        next(iter(tf.data.TFRecordDataset(shard))).numpy())
+    del example.features.feature["audio"]
+    record = example.SerializeToString()
+  else:
+    record = b"\x01 not a tf.Example"
+  _rewrite_record(shard, 17, record)
+  with pytest.raises(evaluation.EvaluationError) as raised:
+    evaluation.evaluate(eval_config(out))
+  message = str(raised.value)
+  assert message.startswith(f"record 17 of {shard} "), message
+  assert "\n" not in message
