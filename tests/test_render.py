@@ -12,6 +12,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from audio_perm import data
+from audio_perm.data import files as data_files
 from data_prep import gm
 from data_prep import nsynth
 from data_prep import render
@@ -377,6 +379,16 @@ def test_interrupted_render_is_completed_by_rerun(small_render, tmp_path,
     tfds.builder_from_directory(out)
   staged = os.listdir(os.path.join(out, render.STAGING_DIRNAME))
   assert any(name.endswith(".incomplete") for name in staged)
+  # Readers refuse the folder in one line that says how to complete it.
+  with pytest.raises(ValueError) as raised:
+    data.check_folder_dataset(out)
+  assert str(raised.value) == (
+      f"data_dir={out!r} holds an unfinished render (interrupted: its "
+      ".render_staging folder is there, no dataset_info.json); run `python "
+      f"-m data_prep.render --output_dir={out} --max_notes="
+      f"{SMALL_NUM_NOTES} --seed=3 --examples_per_shard=256` (with the same "
+      "--soundfont, if any) to complete it.")
+  assert data_files.RENDER_STAGING_DIRNAME == render.STAGING_DIRNAME
 
   calls.clear()
   monkeypatch.setattr(render, "_write_shard",
@@ -389,6 +401,77 @@ def test_interrupted_render_is_completed_by_rerun(small_render, tmp_path,
   assert _shard_bytes(out) == _shard_bytes(reference)
   assert not os.path.exists(os.path.join(out, render.STAGING_DIRNAME))
   assert tfds.builder_from_directory(out).info.splits["train"].num_examples
+
+
+def _dataset_files(data_dir):
+  """{name: bytes} of a render's files, timings of its summary left out.
+
+  render_summary.json holds the render's duration and speed (and its
+  folder); everything else must be byte-identical between two renders.
+  """
+  out = {}
+  for name in sorted(os.listdir(data_dir)):
+    path = os.path.join(data_dir, name)
+    if name.startswith(".") or os.path.isdir(path):
+      continue  # The lock file, and a staging folder checked apart.
+    if name == render.SUMMARY_FILENAME:
+      summary = json.load(open(path))
+      for key in ("render_seconds", "notes_per_second", "num_workers",
+                  "output_dir"):
+        summary.pop(key)
+      out[name] = summary
+    else:
+      with open(path, "rb") as f:
+        out[name] = f.read()
+  return out
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_render_leaves_no_data_and_a_rerun_completes_it(
+    tmp_path):
+  """SIGKILL once the first shard is finished, mid-way through the others."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "killed"
+  settings = ["--max_notes=120", "--seed=0", "--examples_per_shard=8"]
+  command = [sys.executable, "-m", "data_prep.render", "--noprogress",
+             f"--output_dir={out}"] + settings
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=REPO_ROOT, env=env)
+  staging = out / render.STAGING_DIRNAME
+  deadline = time.time() + 300
+  try:
+    while not glob.glob(str(staging / "nsynth-*-of-*[0-9]")):
+      assert proc.poll() is None, proc.communicate()[1][-3000:]
+      assert time.time() < deadline, "no shard in time"
+      time.sleep(0.005)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  staged = [n for n in os.listdir(staging) if n.startswith("nsynth-")
+            and not n.endswith((".incomplete", ".json"))]
+  assert 1 <= len(staged) < 16, staged  # 12 + 2 + 2 shards of <= 8 notes.
+  print(f"killed with {len(staged)} of 16 shards staged")
+  # No partial data visible: no shard, no metadata in the dataset folder,
+  # and the readers refuse it in one line saying how to complete it.
+  assert sorted(os.listdir(out)) == [".render.lock", render.STAGING_DIRNAME]
+  with pytest.raises(ValueError, match="holds an unfinished render.*"
+                     "--max_notes=120 --seed=0 --examples_per_shard=8"):
+    data.check_folder_dataset(out)
+
+  rerun = subprocess.run(command, capture_output=True, text=True,
+                         cwd=REPO_ROOT, env=env, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert not staging.exists()
+  reference = tmp_path / "uninterrupted"
+  render.render_dataset(str(reference), max_notes=120, seed=0,
+                        examples_per_shard=8, progress=False, verbose=False)
+  completed, expected = _dataset_files(out), _dataset_files(reference)
+  assert sorted(completed) == sorted(expected)
+  assert len([n for n in completed if n.startswith("nsynth-")]) == 16
+  for name in expected:
+    assert completed[name] == expected[name], name
 
 
 def test_rerun_is_a_noop_and_other_settings_are_refused(small_render,

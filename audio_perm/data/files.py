@@ -7,12 +7,35 @@ matching, a missing or non-dataset folder or an unknown split is a
 ValueError naming the pattern, folder or split.
 """
 
+import json
 import os
 
 import tensorflow as tf
 
 DATASET_INFO_FILENAME = "dataset_info.json"
 RENDER_COMMAND = "python -m data_prep.render --output_dir={}"
+# data_prep.render's working folder inside an unfinished render (its
+# STAGING_DIRNAME; tests/test_render.py checks that they agree) and the
+# settings it records there.
+RENDER_STAGING_DIRNAME = ".render_staging"
+_RENDER_MANIFEST = "manifest.json"
+_RENDER_FLAGS = ("max_notes", "seed", "examples_per_shard")
+
+
+def _unfinished_render(path):
+  """The render command to rerun when `path` holds an unfinished render."""
+  staging = os.path.join(path, RENDER_STAGING_DIRNAME)
+  if not tf.io.gfile.isdir(staging):
+    return None
+  command = RENDER_COMMAND.format(path)
+  try:
+    with tf.io.gfile.GFile(os.path.join(staging, _RENDER_MANIFEST)) as f:
+      settings = json.load(f)["settings"]
+    command += "".join(f" --{name}={settings[name]}" for name in _RENDER_FLAGS
+                       if settings.get(name) is not None)
+  except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError):
+    pass
+  return command
 
 
 def is_folder_dataset(path):
@@ -48,7 +71,8 @@ def check_folder_dataset(path, name="data_dir", *, otherwise=None, fix=None,
 
   Raises:
     error: for an empty path, a path that is not a folder, or a folder
-      without dataset_info.json (e.g. an interrupted render).
+      without dataset_info.json (an unfinished render is named as such,
+      with the command that completes it).
   """
   path = os.fspath(path) if path is not None else ""
   if not path:
@@ -60,6 +84,13 @@ def check_folder_dataset(path, name="data_dir", *, otherwise=None, fix=None,
   if not tf.io.gfile.isdir(path):
     raise error(f"{name}={path!r} does not exist or is not a folder; {fix}.")
   if not is_folder_dataset(path):
+    unfinished = _unfinished_render(path)
+    if unfinished is not None:
+      raise error(
+          f"{name}={path!r} holds an unfinished render (interrupted: its "
+          f"{RENDER_STAGING_DIRNAME} folder is there, no "
+          f"{DATASET_INFO_FILENAME}); run `{unfinished}` (with the same "
+          "--soundfont, if any) to complete it.")
     raise error(
         f"{name}={path!r} is not a TFDS folder dataset (no "
         f"{DATASET_INFO_FILENAME}; an interrupted render leaves none); "
