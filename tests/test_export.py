@@ -271,3 +271,38 @@ def test_saved_model_round_trip_in_a_fresh_process(tmp_path):
   embed = export.load_encoder(export_dir)
   np.testing.assert_allclose(embed(inputs["short"]).numpy(), outputs["short"],
                              rtol=1e-5, atol=1e-6)
+
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "README.md")
+
+
+def _readme_python_block(heading):
+  """The first ```python block after `heading` in the README."""
+  with open(README) as f:
+    text = f.read()
+  section = text[text.index(heading):]
+  start = section.index("```python\n") + len("```python\n")
+  return section[start:section.index("```", start)]
+
+
+@pytest.mark.slow
+def test_readme_use_an_encoder_snippets_run(tmp_path):
+  module = export.random_encoder(seed=1, **TINY)
+  export_dir = export.export_encoder(module.encoder, str(tmp_path / "enc"),
+                                     module.config)
+  for heading in ("### The SavedModel's signatures",
+                  "### In Keras: `keras.layers.TFSMLayer`"):
+    code = _readme_python_block(heading).replace('"runs/default/encoder"',
+                                                 repr(export_dir))
+    assert repr(export_dir) in code, heading
+    namespace = {}
+    exec(compile(code, heading, "exec"), namespace)  # pylint: disable=exec-used
+    if "scene" in namespace and "out" in namespace:
+      assert namespace["scene"].shape == (2, 8)
+      assert namespace["out"]["embedding"].shape == (2, 61, 8)
+    else:
+      assert namespace["probabilities"].shape == (2, 11)
+      assert namespace["frames"]["embedding"].shape == (1, 61, 8)
+      assert float(namespace["frames"]["timestamps_ms"][0, -1]) == 3000.0
+      assert not namespace["scene"].trainable_weights
