@@ -15,12 +15,16 @@ back in order through a differentiable ranking layer (Carr et al., IEEE SPL
                 and waveforms; corrupt-file checks
   models        the CFN encoder from registered, fully tracked layers
   distribute    tf.distribute strategies by name
-  export        waveform encoders and SavedModels
+  export        waveform encoders and SavedModels (clips of any length;
+                scene and timestamp signatures)
+  windows       clips -> 4 s windows sliced from one spectrogram a clip
   training/     the loop, checkpoints (model + optimizer + step), summaries
   probe         probes on frozen embeddings
   evaluation/   datasets, encoders, embedding, supervised baseline, protocol,
                 report
   diagnostics   what a run learned against its random twin
+  hear          the HEAR 2021 API over an exported encoder
+  embed         python -m audio_perm.embed: audio files -> embeddings (.npz)
   study/        the paper's study harness (Tables I-II, Figs. 2-3)
 """
 
