@@ -170,8 +170,11 @@ class WaveformEncoder(tf.Module):
         left_pad_samples, hop_samples, num_windows, self.embedding_dim,
         self.windows_per_call)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32,
-                                              name="waveform")])
+  # No input_signature: a waveform whose length is known when traced (4 s
+  # notes in evaluation) traces only the one-window path, not the windowed
+  # one too; reduce_retracing makes later shapes share one general trace.
+  # serve() traces the general [batch, samples] function the SavedModel uses.
+  @tf.function(reduce_retracing=True)
   def __call__(self, waveform):
     """float32 [batch, samples] at 16 kHz -> float32 [batch, embedding_dim].
 
@@ -179,7 +182,9 @@ class WaveformEncoder(tf.Module):
     (fit_length; the computation of every earlier export), else the mean
     over windows at 0, scene_hop, ... (module docstring).
     """
+    waveform = tf.cast(waveform, tf.float32)
     window_samples = self.config.frontend.num_samples
+    static_samples = waveform.shape[-1]
     samples = tf.shape(waveform)[1]
 
     def one_window():
@@ -193,8 +198,11 @@ class WaveformEncoder(tf.Module):
                                        count)  # [B, K, D]
       return tf.reduce_mean(per_window, axis=1)
 
-    embedding = tf.cond(samples <= window_samples, one_window,
-                        mean_of_windows)
+    if static_samples is not None and static_samples <= window_samples:
+      embedding = one_window()
+    else:
+      embedding = tf.cond(samples <= window_samples, one_window,
+                          mean_of_windows)
     return tf.ensure_shape(embedding, [None, self.embedding_dim])
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32,
