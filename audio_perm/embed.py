@@ -205,6 +205,15 @@ class Embeddings:
   seconds_of_audio: float = 0.0
 
 
+def _call(signature, waveform):
+  """A signature on its one input, whatever its name (ours: `waveform`)."""
+  inputs = signature.structured_input_signature[1]
+  if len(inputs) != 1:
+    raise ValueError(f"the encoder's signature takes {sorted(inputs)}; "
+                     "expected one float32 waveform [batch, samples].")
+  return signature(**{next(iter(inputs)): waveform})
+
+
 def _embed_batch(encoder, clips, timestamps):
   """Scene (and timestamp) embeddings of clips sharing a batch key."""
   import tensorflow as tf
@@ -213,10 +222,10 @@ def _embed_batch(encoder, clips, timestamps):
   for row, clip in enumerate(clips):
     batch[row, :len(clip)] = clip
   waveform = tf.constant(batch)
-  scene = encoder.scene(waveform=waveform)["embedding"].numpy()
+  scene = _call(encoder.scene, waveform)["embedding"].numpy()
   if not timestamps:
     return scene, None, None
-  out = encoder.timestamps(waveform=waveform)
+  out = _call(encoder.timestamps, waveform)
   frames = [encoder.framing.timestamps(len(c)) if encoder.framing else None
             for c in clips]
   embeddings = [e[:k] for e, k in zip(out["embedding"].numpy(), frames)]
