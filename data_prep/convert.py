@@ -196,6 +196,13 @@ def _record_values(serialized, where):
   return values, where
 
 
+def _reader_error(error):
+  """The first line of a tf.data error, without TensorFlow's node names."""
+  line = (error.message.strip().splitlines() or [type(error).__name__])[0]
+  line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line)
+  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
+
+
 def _read_tfrecords(files):
   """Yields (record or None, padded, error or None) for every record."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -209,8 +216,9 @@ def _read_tfrecords(files):
         break
       except tf.errors.OpError as e:  # DataLossError and friends.
         raise ValueError(
-            f"{path}: corrupt or truncated TFRecord file (after {index} "
-            f"records): {e.message.splitlines()[0]}") from None
+            f"{path}: corrupt or truncated TFRecord file at record index "
+            f"{index} (after {index} readable records): "
+            f"{_reader_error(e)}") from None
       try:
         values, where = _record_values(serialized, f"{path}: record {index}")
         yield _example_from_values(values, where) + (None,)

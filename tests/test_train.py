@@ -149,7 +149,7 @@ def test_a_truncated_shard_is_named_in_one_line_then_skip_corrupt_trains(
           if p in last] == [shard]  # Only the bad shard is named.
   readable = sum(1 for _ in tf.data.TFRecordDataset(shard).take(
       10000).ignore_errors())
-  assert f"(record index {readable})" in last  # Its first unreadable record.
+  assert f"{shard} (record index {readable}: " in last  # First unreadable.
 
   rc, out, err = _run(args + ["--skip_corrupt"])
   assert rc == 0, err[-3000:]

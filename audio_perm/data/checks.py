@@ -82,8 +82,8 @@ def scan_files(files):
 
 
 def _described(scan):
-  """"<reader's error> (record index N)" of a corrupt file's scan."""
-  return f"{scan.error} (record index {scan.num_readable})"
+  """"record index N: <reader's error>" of a corrupt file's scan."""
+  return f"record index {scan.num_readable}: {scan.error}"
 
 
 def find_corrupt_files(data_dir=None, file_pattern=None, split="train"):
@@ -97,7 +97,7 @@ def find_corrupt_files(data_dir=None, file_pattern=None, split="train"):
     data_dir, file_pattern, split: as `files.list_files`.
 
   Returns:
-    {path: "<reader's error> (record index N)"}, N the index of the first
+    {path: "record index N: <reader's error>"}, N the index of the first
     unreadable record (empty when every file reads to the end).
   """
   files = files_lib.list_files(data_dir, file_pattern, split)

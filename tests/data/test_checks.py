@@ -91,8 +91,8 @@ def test_corrupt_files_are_named_with_their_first_unreadable_record(
     tmp_path, nsynth, caplog):
   good = nsynth.write_files(tmp_path, 1, 4, prefix="good")[0]
   bad = nsynth.truncated_file(tmp_path)  # 4 records, 3 readable.
-  assert data.find_corrupt_files(file_pattern=[good, bad])[bad].endswith(
-      "(record index 3)")
+  assert data.find_corrupt_files(file_pattern=[good, bad])[bad].startswith(
+      "record index 3: truncated record")
   assert [(s.path, s.num_readable, s.error is None)
           for s in data.scan_files([good, bad])] == [(good, 4, True),
                                                      (bad, 3, False)]

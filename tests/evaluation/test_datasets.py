@@ -117,7 +117,7 @@ def test_corrupt_shard_is_named_and_skip_corrupt_reads_around_it(
   assert message.startswith(f"Corrupt or truncated TFRecord shard: {shard} (")
   assert "--skip_corrupt" in message and "-train." not in message
   readable = sum(1 for _ in tf.data.TFRecordDataset(shard).ignore_errors())
-  assert f"(record index {readable})" in message
+  assert f"{shard} (record index {readable}: " in message
   report = evaluation.evaluate(eval_config(out, skip_corrupt=True))
   # The readable first half of the 30 test notes, the train split whole.
   config = report["config"]
