@@ -1,9 +1,20 @@
 r"""Training speed of the default configuration.
 
   python benchmarks/train.py [--json=PATH] [--data_dir=DIR] [--steps=N]
+                             [--rounds=R] [--noreference]
 
 Measures, for train.py's default configuration (override the model with
 --width, --batch_size, --objective, ...):
+  * the speed-up of today's default over the float32 reference (the
+    previous default: TensorFlow's Eigen kernels, i.e. oneDNN off, and
+    Keras's unfused synchronised BatchNorm), and the mixed_bfloat16 variant
+    of today's default, on real data: `float32_examples_per_s`,
+    `default_examples_per_s`, `mixed_bfloat16_examples_per_s` and
+    `default_over_float32` (goal >= 2). oneDNN is switched when TensorFlow
+    is imported, so each variant runs in a child process of its own; the
+    children run one after another in --rounds rounds (reference, default,
+    bf16, reference, ...) and each variant's figure is the median of its
+    rounds' medians;
   * examples/s and step time with the real input pipeline;
   * step time with cached data (the first batches of the same pipeline,
     `.take(k).cache().repeat()`): real / cached should be <= 1.1, i.e. the
@@ -36,6 +47,9 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+# audio_perm before TensorFlow: it turns on oneDNN unless the environment
+# says TF_ENABLE_ONEDNN_OPTS=0 (the float32 reference's child).
+import audio_perm  # noqa: F401  pylint: disable=unused-import
 import tensorflow as tf
 
 from audio_perm import config as config_lib
@@ -55,7 +69,21 @@ flags.DEFINE_integer("num_patches", _D["num_patches"], "Patches.")
 flags.DEFINE_string("patching", _D["patching"], "Patching scheme.")
 flags.DEFINE_string("objective", _D["objective"], "Objective of the main runs.")
 flags.DEFINE_integer("ranking_repeats", 50, "Calls of the isolated loss.")
+flags.DEFINE_integer("rounds", 2, "Rounds of the reference/default/bf16 "
+                     "child processes.")
+flags.DEFINE_bool("reference", True, "Time the float32 reference and bf16 "
+                  "variants in child processes.")
+flags.DEFINE_enum("child", None, ["float32", "default", "mixed_bfloat16"],
+                  "Internal: time one variant in this process and print "
+                  "its JSON.")
 FLAGS = flags.FLAGS
+
+# Child variants: environment and TrainConfig overrides.
+REFERENCE_VARIANTS = {
+    "float32": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    "default": ({}, {}),
+    "mixed_bfloat16": ({}, {"mixed_precision": True}),
+}
 
 
 def _config(**overrides):
@@ -153,11 +181,55 @@ def time_loss_alone(config):
   return statistics.median(times)
 
 
+def run_child(name):
+  """Times REFERENCE_VARIANTS[name] here; prints {"step_s": ...} as JSON."""
+  from audio_perm import models  # pylint: disable=g-import-not-at-top
+  from audio_perm.training import trainer  # pylint: disable=g-import-not-at-top
+  env, overrides = REFERENCE_VARIANTS[name]
+  if env.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+    if trainer.onednn_enabled():
+      raise RuntimeError("the float32 reference needs oneDNN off.")
+    models.SyncBatchNormalization.use_fused_kernel = False
+  elif trainer.onednn_enabled() is False:
+    raise RuntimeError(f"{name}: oneDNN is off in this child.")
+  timer = StepTimer(_config(**overrides), cached=False)
+  for _ in range(FLAGS.steps):
+    timer.step()
+  print("CHILD_RESULT " + json.dumps({"variant": name,
+                                      "step_s": timer.median}), flush=True)
+
+
+def time_reference_variants():
+  """{variant: median s/step over rounds}, each in its own child process."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  rounds = {name: [] for name in REFERENCE_VARIANTS}
+  for _ in range(FLAGS.rounds):
+    for name, (env, _) in REFERENCE_VARIANTS.items():
+      command = [sys.executable, os.path.abspath(__file__), f"--child={name}",
+                 f"--data_dir={FLAGS.data_dir}", f"--steps={FLAGS.steps}",
+                 f"--warmup={FLAGS.warmup}", f"--width={FLAGS.width}",
+                 f"--batch_size={FLAGS.batch_size}",
+                 f"--num_patches={FLAGS.num_patches}",
+                 f"--patching={FLAGS.patching}",
+                 f"--objective={FLAGS.objective}"]
+      child_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env)
+      child_env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+      out = subprocess.run(command, env=child_env, check=True,
+                           capture_output=True, text=True).stdout
+      line = [l for l in out.splitlines() if l.startswith("CHILD_RESULT ")]
+      rounds[name].append(json.loads(line[-1].split(" ", 1)[1])["step_s"])
+      print(f"  {name:16s} {rounds[name][-1] * 1000:9.1f} ms/step", flush=True)
+  return {name: statistics.median(times) for name, times in rounds.items()}
+
+
 def main(argv):
   del argv
   if FLAGS.data_dir is None:
     from data_prep import render
     FLAGS.data_dir = render.ensure_default_dataset()
+  if FLAGS.child:
+    run_child(FLAGS.child)
+    return
   base = _config()
   base.validate()
   results = {
@@ -176,6 +248,22 @@ def main(argv):
     results[name] = seconds
     print(f"{name:40s} {seconds * 1000:9.1f} ms/step "
           f"({base.batch_size / seconds:7.1f} examples/s)", flush=True)
+
+  if FLAGS.reference:
+    print("float32 reference / default / mixed_bfloat16, one child process "
+          "each, real data:", flush=True)
+    medians = time_reference_variants()
+    for name, seconds in medians.items():
+      results[f"{name}_examples_per_s"] = base.batch_size / seconds
+      results[f"{name}_step_s"] = seconds
+    results["default_over_float32"] = (medians["float32"]
+                                       / medians["default"])
+    results["mixed_bfloat16_over_default"] = (medians["default"]
+                                              / medians["mixed_bfloat16"])
+    print(f"default / float32 reference = "
+          f"{results['default_over_float32']:.2f}x (goal >= 2); "
+          f"mixed_bfloat16 / default = "
+          f"{results['mixed_bfloat16_over_default']:.2f}x", flush=True)
 
   variants = {
       "real_data": (base, False),

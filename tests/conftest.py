@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+
+# Before TensorFlow, as the programs do: audio_perm turns on oneDNN kernels.
+import audio_perm  # noqa: E402,F401  pylint: disable=unused-import
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")

@@ -274,3 +274,73 @@ def test_encoder_round_trips_through_json(normalization):
                                 encoder(x, training=False).numpy())
   again = keras.Model.from_config(encoder.get_config())
   assert again.get_config() == encoder.get_config()
+
+
+def _batch_norm_steps(layer, x, upstream, steps=2):
+  """Outputs, gradients and moving statistics after `steps` training calls."""
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x, training=True)
+      loss = tf.reduce_sum(y * upstream)
+    return [y] + tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+  for _ in range(steps):
+    values = step()
+  return [np.asarray(v) for v in values] + [
+      np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)]
+
+
+@pytest.mark.parametrize("shape", [(6, 9, 5, 3), (1, 2, 1, 4)])
+def test_fused_batch_norm_matches_keras_synchronized(shape, monkeypatch):
+  """The fused one-replica path = the plain path = Keras's synchronised BN."""
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype("float32"))
+  upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+  weights = None
+  results = {}
+  for variant in ("fused", "plain", "keras"):
+    if variant == "keras":
+      layer = keras.layers.BatchNormalization(momentum=0.9,
+                                              synchronized=True)
+    else:
+      monkeypatch.setattr(models.SyncBatchNormalization, "use_fused_kernel",
+                          variant == "fused")
+      layer = models.SyncBatchNormalization(momentum=0.9)
+    layer.build(shape)
+    if weights is None:
+      layer.gamma.assign(rng.uniform(0.5, 2.0, shape[-1]).astype("float32"))
+      layer.beta.assign(rng.normal(size=shape[-1]).astype("float32"))
+      weights = layer.get_weights()
+    layer.set_weights(weights)
+    results[variant] = _batch_norm_steps(layer, x, upstream)
+  names = ("outputs", "d inputs", "d gamma", "d beta", "moving mean",
+           "moving variance")
+  for other in ("plain", "keras"):
+    for name, a, b in zip(names, results["fused"], results[other]):
+      np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5,
+                                 err_msg=f"{name}: fused vs {other}")
+  # The moving variance really moved (the biased batch variance is used).
+  assert not np.allclose(results["fused"][-1], 1.0)
+
+
+def test_fused_batch_norm_path_is_taken_on_one_replica(monkeypatch):
+  """The fused kernel runs on one replica, the plain path when disabled."""
+  layer = models.SyncBatchNormalization()
+  layer.build((2, 3, 3, 2))
+
+  def op_types(fused):
+    monkeypatch.setattr(models.SyncBatchNormalization, "use_fused_kernel",
+                        fused)
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
+        tf.TensorSpec((2, 3, 3, 2))).graph
+    return {op.type for op in graph.get_operations()}
+
+  assert "FusedBatchNormV3" in op_types(True)
+  assert "FusedBatchNormV3" not in op_types(False)
+  # Inference uses the moving statistics either way (no fused training op).
+  graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(
+      tf.TensorSpec((2, 3, 3, 2))).graph
+  assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
