@@ -109,7 +109,8 @@ def waveform_to_patches(waveform, frontend):
   return patches_lib.frontend(waveform, frontend.patching,
                               frontend.num_patches, frontend.grid,
                               crop_frames=frontend.crop_frames,
-                              crop_offsets=None)
+                              crop_offsets=None,
+                              patch_gap=frontend.patch_gap)
 
 
 class WaveformEncoder(tf.Module):
@@ -273,12 +274,13 @@ class WaveformFrontend(keras.layers.Layer):
 
   def __init__(self, patching="frequency", num_patches=10, grid=None,
                crop_frames=None, num_samples=spectrogram.NUM_SAMPLES,
-               **kwargs):
+               patch_gap=0, **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     self.frontend = FrontendConfig(
         patching=patching, num_patches=num_patches, grid=grid,
-        crop_frames=crop_frames, num_samples=num_samples)
+        crop_frames=crop_frames, num_samples=num_samples,
+        patch_gap=patch_gap)
 
   def call(self, waveform):
     return waveform_to_patches(waveform, self.frontend)

@@ -67,29 +67,36 @@ def backbone_channels(width):
 
 @keras.saving.register_keras_serializable(package="audio_perm")
 class ExampleStandardization(keras.layers.Layer):
-  """Standardises each example over all of its patches.
+  """Standardises each example over all of its patches, or each patch.
 
-  The mean and standard deviation are taken over every patch of an example,
-  so they do not depend on the order the patches are shown in and the
-  relative level of the patches (which tells frequency bands apart) is kept.
+  scope="example": the mean and standard deviation are taken over every
+  patch of an example, so they do not depend on the order the patches are
+  shown in and the relative level of the patches (which tells frequency
+  bands apart) is kept. scope="patch": over each patch on its own, so no
+  patch's level or spread is left to order it by.
 
   Input/output: [batch, num_patches, height, width, channels].
   """
 
-  def __init__(self, epsilon=1e-3, **kwargs):
+  def __init__(self, epsilon=1e-3, scope="example", **kwargs):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
+    if scope not in config_lib.STANDARDIZATIONS:
+      raise ValueError(f"scope must be one of {config_lib.STANDARDIZATIONS}, "
+                       f"got {scope!r}.")
     self.epsilon = epsilon
+    self.scope = scope
 
   def call(self, patches):
-    axes = tuple(range(1, len(patches.shape)))
+    first = 1 if self.scope == "example" else 2
+    axes = tuple(range(first, len(patches.shape)))
     mean = ops.mean(patches, axis=axes, keepdims=True)
     var = ops.var(patches, axis=axes, keepdims=True)
     return (patches - mean) * ops.rsqrt(var + self.epsilon)
 
   def get_config(self):
     config = super().get_config()
-    config.update(epsilon=self.epsilon)
+    config.update(epsilon=self.epsilon, scope=self.scope)
     return config
 
 
@@ -364,7 +371,8 @@ def _check_positive(name, value):
 
 
 def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
-                  normalization="batch", channels=1, name="encoder"):
+                  normalization="batch", channels=1,
+                  input_standardization="example", name="encoder"):
   """The CFN encoder: patches -> embedding (the first fully connected layer).
 
   Args:
@@ -376,6 +384,8 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
     normalization: "batch" (synchronised), "example" or "none"; see the
       module docstring.
     channels: channels of a patch (1 for a spectrogram).
+    input_standardization: "example" (over all patches of an example) or
+      "patch" (each patch on its own); see ExampleStandardization.
     name: model name.
 
   Returns:
@@ -390,7 +400,8 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
   _check_positive("patch_bins", patch_bins)
   inputs = keras.Input((num_patches, patch_frames, patch_bins, channels),
                        name="patches")
-  x = ExampleStandardization(name="standardize")(inputs)
+  x = ExampleStandardization(scope=input_standardization,
+                             name="standardize")(inputs)
   x = PatchBackbone(num_patches, width, normalization,
                     name="backbone")(x)  # [B, n, C5]
   x = keras.layers.Flatten(name="concat")(x)  # [B, n * C5]

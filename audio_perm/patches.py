@@ -186,14 +186,84 @@ def frontend_patch_shape(patching="frequency",
                          crop_frames=None,
                          frame_length=spectrogram_lib.FRAME_LENGTH,
                          frame_step=spectrogram_lib.FRAME_STEP,
-                         fft_length=spectrogram_lib.FFT_LENGTH):
+                         fft_length=spectrogram_lib.FFT_LENGTH,
+                         patch_gap=0):
   """(patch_frames, patch_bins) that `frontend` produces for these settings."""
   frames = spectrogram_lib.num_frames(num_samples, frame_length, frame_step)
   if crop_frames is not None:
     _check_crop(crop_frames, frames)
     frames = int(crop_frames)
-  return patch_shape(patching, num_patches, frames,
+  cell = patch_shape(patching, num_patches, frames,
                      spectrogram_lib.num_bins(fft_length), grid)
+  return cut_shape(cell, patching, patch_gap)
+
+
+def _gap_axes(scheme):
+  """Which of (frames, bins) a scheme's patch gap cuts."""
+  _check_scheme(scheme)
+  return {"frequency": (False, True), "time": (True, False),
+          "time_frequency": (True, True)}[scheme]
+
+
+def cut_shape(cell_shape, scheme, patch_gap):
+  """(patch_frames, patch_bins) of cells of `cell_shape` after the gap cut.
+
+  Raises:
+    ValueError: a negative gap, or one that leaves nothing of a cell.
+  """
+  patch_gap = int(patch_gap)
+  axes = _gap_axes(scheme)
+  if patch_gap < 0:
+    raise ValueError(f"patch_gap={patch_gap} must be >= 0.")
+  for size, cut, name in zip(cell_shape, axes, ("frames", "bins")):
+    if cut and patch_gap >= size:
+      raise ValueError(
+          f"patch_gap={patch_gap} leaves nothing of a {size}-{name} "
+          f"{scheme} patch; use at most {size - 1} (e.g. {size // 5}, a "
+          f"fifth).")
+  return tuple(size - patch_gap if cut else size
+               for size, cut in zip(cell_shape, axes))
+
+
+def cut_patches(patches, scheme, patch_gap, offsets=None):
+  """Cuts each patch to its part at an offset inside its cell.
+
+  The jigsaw trick against edge shortcuts (Noroozi & Favaro 2016): with a
+  gap, neighbouring patches share no edge, so the network cannot order them
+  by matching partials or envelopes across a boundary. Training draws the
+  offsets at random (jitter); evaluation and export take the centred cut.
+
+  Args:
+    patches: [batch, n, frames, bins], static sizes.
+    scheme: one of SCHEMES; "frequency" cuts bins, "time" frames,
+      "time_frequency" both.
+    patch_gap: frames/bins removed from each cut axis (0: unchanged).
+    offsets: None (centred: patch_gap // 2) or int32 [batch, n, 2], the first
+      (frame, bin) kept of each patch, each in [0, patch_gap].
+
+  Returns:
+    [batch, n, frames', bins'] with the cut axes shortened by patch_gap.
+  """
+  patch_gap = int(patch_gap)
+  if patch_gap == 0:
+    return patches
+  frames, bins = patches.shape[2], patches.shape[3]
+  new_frames, new_bins = cut_shape((frames, bins), scheme, patch_gap)
+  if offsets is None:
+    start = patch_gap // 2
+    cut_frames, cut_bins = _gap_axes(scheme)
+    f0 = start if cut_frames else 0
+    b0 = start if cut_bins else 0
+    return patches[:, :, f0:f0 + new_frames, b0:b0 + new_bins]
+  offsets = tf.cast(offsets, tf.int32)
+  if new_frames != frames:
+    index = offsets[..., 0:1] + tf.range(new_frames)  # [B, n, frames']
+    patches = tf.gather(patches, index, axis=2, batch_dims=2)
+  if new_bins != bins:
+    index = offsets[..., 1:2] + tf.range(new_bins)  # [B, n, bins']
+    patches = tf.gather(patches, index, axis=3, batch_dims=2)
+  return tf.ensure_shape(patches, [None, patches.shape[1], new_frames,
+                                   new_bins])
 
 
 def _check_crop(crop_frames, frames):
@@ -213,13 +283,19 @@ def frontend(waveform,
              frame_length=spectrogram_lib.FRAME_LENGTH,
              frame_step=spectrogram_lib.FRAME_STEP,
              fft_length=spectrogram_lib.FFT_LENGTH,
-             log_offset=spectrogram_lib.LOG_OFFSET):
+             log_offset=spectrogram_lib.LOG_OFFSET,
+             patch_gap=0,
+             gap_offsets=None,
+             spectral_offsets=None):
   """Waveforms -> identity-order patches, the features every model sees.
 
   Steps: log-magnitude spectrogram (audio_perm.spectrogram) -> optional crop of
   `crop_frames` frames in time -> if `normalize`, per-example standardisation
   over the (cropped) spectrogram, (x - mean) / (std + 1e-5) -> patches in
-  natural order -> a trailing channel axis.
+  natural order -> the gap cut (`cut_patches`) -> a trailing channel axis.
+  Training may add `spectral_offsets` (a random tilt or EQ, in log
+  magnitude) to the spectrogram first and draw the cuts' `gap_offsets`;
+  export and evaluation pass neither (the natural, centred version).
 
   `normalize` is off by default because the encoder (models.build_encoder)
   starts by standardising each example over all of its patches, which is
@@ -238,6 +314,10 @@ def frontend(waveform,
     normalize: per-example standardisation (True) or raw log magnitudes
       (False, the default).
     frame_length, frame_step, fft_length, log_offset: STFT parameters.
+    patch_gap: frames/bins cut off each patch (`cut_patches`; 0: none).
+    gap_offsets: None (centred cuts) or int32 [batch, num_patches, 2].
+    spectral_offsets: None or float [batch, 1, bins] added to the log
+      magnitudes (training augmentations; None for the natural features).
 
   Returns:
     float32 [batch, num_patches, patch_frames, patch_bins, 1].
@@ -249,6 +329,8 @@ def frontend(waveform,
         f"frontend expects waveforms [batch, samples], got shape "
         f"{waveform.shape}.")
   frames = spec.shape[1]
+  if spectral_offsets is not None:
+    spec = spec + tf.cast(spectral_offsets, spec.dtype)
   if crop_frames is not None:
     _check_crop(crop_frames, frames)
     crop_frames = int(crop_frames)
@@ -256,6 +338,7 @@ def frontend(waveform,
   if normalize:
     spec = spectrogram_lib.standardize(spec)
   patches = extract_patches(spec, patching, num_patches, grid)
+  patches = cut_patches(patches, patching, patch_gap, gap_offsets)
   return patches[..., tf.newaxis]  # [B, N, H, W, 1]
 
 

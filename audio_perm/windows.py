@@ -138,6 +138,9 @@ def window_patches(spec, window_ids, num_windows, hop_samples, frontend):
   window_spec = tf.ensure_shape(window_spec, [None, frames, bins])
   patches = patches_lib.extract_patches(
       window_spec, frontend.patching, frontend.num_patches, frontend.grid)
+  # The centred gap cut, as export.waveform_to_patches takes it.
+  patches = patches_lib.cut_patches(patches, frontend.patching,
+                                    frontend.patch_gap)
   return patches[..., tf.newaxis]  # [n, N, H, W, 1]
 
 

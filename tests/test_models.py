@@ -344,3 +344,29 @@ def test_fused_batch_norm_path_is_taken_on_one_replica(monkeypatch):
   graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(
       tf.TensorSpec((2, 3, 3, 2))).graph
   assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
+
+
+def test_patch_standardization_removes_each_patch_level_and_spread():
+  """scope='patch': every patch has mean 0 and std 1, whatever its level."""
+  rng = np.random.default_rng(0)
+  patches = rng.normal(size=(2, 4, 6, 5, 1)).astype("float32")
+  patches *= np.array([1, 3, 0.5, 2], "float32")[None, :, None, None, None]
+  patches += np.array([0, 5, -2, 9], "float32")[None, :, None, None, None]
+  out = models.ExampleStandardization(scope="patch")(patches).numpy()
+  flat = out.reshape(2, 4, -1)
+  np.testing.assert_allclose(flat.mean(-1), 0, atol=1e-5)
+  np.testing.assert_allclose(flat.std(-1), 1, atol=5e-3)  # epsilon 1e-3
+  # The example scope keeps the relative levels instead.
+  kept = models.ExampleStandardization()(patches).numpy().reshape(2, 4, -1)
+  assert np.all(np.diff(kept.mean(-1)[:, [2, 0, 1, 3]], axis=1) > 0)
+  with pytest.raises(ValueError, match="scope"):
+    models.ExampleStandardization(scope="band")
+
+
+def test_encoder_with_patch_standardization_round_trips():
+  encoder = models.build_encoder(3, (8, 6), width=1 / 16, embedding_dim=8,
+                                 input_standardization="patch")
+  layer = encoder.get_layer("standardize")
+  assert layer.scope == "patch"
+  clone = keras.Model.from_config(encoder.get_config())
+  assert clone.get_layer("standardize").scope == "patch"

@@ -41,6 +41,7 @@ from audio_perm.config.flags import from_flags
 from audio_perm.config.model import EncoderConfig
 from audio_perm.config.model import FrontendConfig
 from audio_perm.config.model import NORMALIZATIONS
+from audio_perm.config.model import STANDARDIZATIONS
 from audio_perm.config.model import OBJECTIVES
 from audio_perm.config.model import ObjectiveConfig
 from audio_perm.config.model import OPTIMIZERS
@@ -48,6 +49,7 @@ from audio_perm.config.model import OptimizerConfig
 from audio_perm.config.model import RANKING_OBJECTIVES
 from audio_perm.config.model import REGULARIZATIONS
 from audio_perm.config.model import STRATEGIES
+from audio_perm.config.run import AugmentConfig
 from audio_perm.config.run import check_data_source
 from audio_perm.config.run import paper_flagfile
 from audio_perm.config.run import paper_train_config

@@ -18,6 +18,7 @@ RANKING_OBJECTIVES = ("soft_rank", "perturbed_fy", "mse")
 REGULARIZATIONS = ("l2", "kl")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 NORMALIZATIONS = ("example", "batch", "none")
+STANDARDIZATIONS = ("example", "patch")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
               "tpu")
 
@@ -47,6 +48,15 @@ class FrontendConfig:
   num_samples: int = leaf(spectrogram.NUM_SAMPLES, "integer",
                            "Waveform length the encoder is built for.",
                            flag=None, check="positive")
+  # Against edge shortcuts: neighbouring patches share no edge when each is
+  # cut at a random offset inside its cell while training (the exported
+  # encoder takes the centred cut; audio_perm.patches.cut_patches).
+  patch_gap: int = leaf(
+      0, "integer", "Bins (frequency bands), frames (time slices) or both "
+      "(time_frequency tiles) cut off each patch: pretraining takes each "
+      "patch at a random offset inside its cell, so neighbours share no edge; "
+      "the exported encoder takes the centred cut. 0: whole cells.",
+      check="nonnegative")
 
   def __post_init__(self):
     if self.grid is not None:
@@ -67,7 +77,8 @@ class FrontendConfig:
     """(patch_frames, patch_bins) of the frontend's patches."""
     return patches_lib.frontend_patch_shape(
         self.patching, self.num_patches, self.grid,
-        num_samples=self.num_samples, crop_frames=self.crop_frames)
+        num_samples=self.num_samples, crop_frames=self.crop_frames,
+        patch_gap=self.patch_gap)
 
 
 # ----------------------------------------------------------------- encoder
@@ -89,6 +100,12 @@ class EncoderConfig:
   normalization: str = leaf("batch", "enum",
                              "Normalisation in the conv backbone.",
                              choices=NORMALIZATIONS)
+  input_standardization: str = leaf(
+      "example", "enum", "The encoder's first step: standardise each "
+      "example over all of its patches (keeps the patches' relative levels) "
+      "or each patch on its own (removes level, a shortcut for ordering "
+      "frequency bands, from the pretext task and from the embedding).",
+      choices=STANDARDIZATIONS)
 
   def validate(self):
     check_fields(self)
@@ -117,7 +134,7 @@ class EncoderConfig:
     return models.build_encoder(
         self.frontend.num_patches, self.patch_shape(), width=self.width,
         embedding_dim=self.embedding_dim, normalization=self.normalization,
-        name=name)
+        input_standardization=self.input_standardization, name=name)
 
 
 # --------------------------------------------------------------- objective

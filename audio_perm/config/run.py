@@ -16,6 +16,37 @@ from audio_perm.config.model import ObjectiveConfig
 from audio_perm.config.model import OptimizerConfig
 from audio_perm.config.model import STRATEGIES
 
+# ----------------------------------------------------------- augmentations
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+  """Pretext augmentations against shortcuts (pretraining only).
+
+  Each draws a fresh random value per example (or patch) in the input
+  pipeline; export, evaluation and diagnostics see the natural features.
+  Units are those of the log magnitudes (natural log: 1.0 is a factor e,
+  8.7 dB).
+  """
+  gain_jitter: float = leaf(
+      0.0, "float", "Add to each patch's log magnitudes a random offset, "
+      "uniform in [-gain_jitter, gain_jitter], while pretraining, so that "
+      "level cannot order the patches but still reaches the encoder. 0: off.",
+      check="nonnegative")
+  tilt_jitter: float = leaf(
+      0.0, "float", "Add a random spectral tilt while pretraining: a line "
+      "over the frequency bins from -t to +t, t uniform in [-tilt_jitter, "
+      "tilt_jitter] per example. 0: off.", check="nonnegative")
+  eq_jitter: float = leaf(
+      0.0, "float", "Add a smooth random EQ while pretraining: three "
+      "cosines over the frequency bins (1 to 3 half-periods, random phases) "
+      "with amplitudes uniform in [-eq_jitter/2, eq_jitter/2]. 0: off.",
+      check="nonnegative")
+
+  def active(self):
+    return any((self.gain_jitter, self.tilt_jitter, self.eq_jitter))
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -37,6 +68,7 @@ class TrainConfig:
   encoder: EncoderConfig = nested(EncoderConfig)
   objective: ObjectiveConfig = nested(ObjectiveConfig)
   optimizer: OptimizerConfig = nested(OptimizerConfig)
+  augment: AugmentConfig = nested(AugmentConfig)
   batch_size: int = leaf(16, "integer", "GLOBAL batch size, split over the "
                           "replicas.", check="positive")
   train_steps: int = leaf(300, "integer", "Total optimisation steps.",

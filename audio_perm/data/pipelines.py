@@ -170,7 +170,11 @@ def pretext_dataset(data_dir=None,
                     shuffle_buffer_size=256,
                     num_parallel_reads=4,
                     frontend_batch_size=1,
-                    prefetch=2):
+                    prefetch=2,
+                    patch_gap=0,
+                    gain_jitter=0.0,
+                    tilt_jitter=0.0,
+                    eq_jitter=0.0):
   """Batches of shuffled spectrogram patches and their targets.
 
   Args:
@@ -210,6 +214,11 @@ def pretext_dataset(data_dir=None,
       which keeps its buffers in cache and was faster on CPU than whole
       batches (module docstring); None runs it on whole batches.
     prefetch: batches prefetched.
+    patch_gap: frames/bins cut off each patch at a random offset inside its
+      cell (patches.cut_patches); 0: whole cells.
+    gain_jitter, tilt_jitter, eq_jitter: pretext augmentations in log
+      magnitude units (config.AugmentConfig): a random offset per patch, a
+      random tilt and a smooth random EQ over the bins per example; 0: off.
 
   Returns:
     tf.data.Dataset of (patches float32 [B, n, patch_frames, patch_bins, 1],
@@ -256,6 +265,41 @@ def pretext_dataset(data_dir=None,
       rerandomize_each_iteration=True).batch(2)
   frames = spectrogram_lib.num_frames(num_samples)
   perm_table = tf.constant(perm_set) if perm_set is not None else None
+  for name, value in (("patch_gap", patch_gap), ("gain_jitter", gain_jitter),
+                      ("tilt_jitter", tilt_jitter), ("eq_jitter", eq_jitter)):
+    if not value >= 0:
+      raise ValueError(f"{name}={value!r} must be >= 0.")
+
+  def augmentations(seed, size):
+    """(gap offsets, spectral offsets, per-patch gains), None where off."""
+    gap_seed, tilt_seed, eq_seed, gain_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    gap_offsets = spectral = gains = None
+    if patch_gap:
+      gap_offsets = tf.random.stateless_uniform(
+          [size, num_patches, 2], gap_seed, minval=0,
+          maxval=int(patch_gap) + 1, dtype=tf.int32)
+    bins = spectrogram_lib.num_bins()
+    position = tf.linspace(0.0, 1.0, bins)  # [F]
+    if tilt_jitter:
+      tilt = tf.random.stateless_uniform([size, 1, 1], tilt_seed,
+                                         -tilt_jitter, tilt_jitter)
+      spectral = tilt * (2.0 * position - 1.0)  # [C, 1, F]
+    if eq_jitter:
+      amp_seed, phase_seed = tf.unstack(
+          tf.random.experimental.stateless_split(eq_seed, 2))
+      amplitudes = tf.random.stateless_uniform(
+          [size, 1, 3, 1], amp_seed, -eq_jitter / 2, eq_jitter / 2)
+      phases = tf.random.stateless_uniform([size, 1, 3, 1], phase_seed, 0.0,
+                                           2.0 * math.pi)
+      half_periods = tf.constant([1.0, 2.0, 3.0])[:, tf.newaxis]  # [3, 1]
+      eq = tf.reduce_sum(amplitudes * tf.cos(
+          math.pi * half_periods * position + phases), axis=2)  # [C, 1, F]
+      spectral = eq if spectral is None else spectral + eq
+    if gain_jitter:
+      gains = tf.random.stateless_uniform(
+          [size, num_patches, 1, 1, 1], gain_seed, -gain_jitter, gain_jitter)
+    return gap_offsets, spectral, gains
 
   def make_examples(audio, chunk_seed):
     """[C, S] waveforms -> (shuffled patches [C, N, H, W, 1], target)."""
@@ -267,9 +311,19 @@ def pretext_dataset(data_dir=None,
       offsets = tf.random.stateless_uniform(
           [size], crop_seed, minval=0, maxval=frames - int(crop_frames) + 1,
           dtype=tf.int32)
+    # The augmentations' seeds are folded from the chunk's, so that the
+    # crops and permutations stay those of a run without augmentations.
+    gap_offsets = spectral_offsets = gains = None
+    if patch_gap or gain_jitter or tilt_jitter or eq_jitter:
+      gap_offsets, spectral_offsets, gains = augmentations(
+          tf.random.experimental.stateless_fold_in(chunk_seed, 7), size)
     patches = patches_lib.frontend(
         audio, patching, num_patches, grid, crop_frames=crop_frames,
-        crop_offsets=offsets, normalize=normalize)  # [C, N, H, W, 1]
+        crop_offsets=offsets, normalize=normalize, patch_gap=patch_gap,
+        gap_offsets=gap_offsets,
+        spectral_offsets=spectral_offsets)  # [C, N, H, W, 1]
+    if gains is not None:
+      patches = patches + gains
     if perm_table is None:
       perm = perm_lib.sample_permutations(size, num_patches, perm_seed)
       label = perm_lib.ranks_from_permutation(perm)

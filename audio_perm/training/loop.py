@@ -62,7 +62,11 @@ def make_dataset_fn(config, permutation_set=None):
         permutation_set=permutation_set, shuffle=True, seed=seed,
         deterministic=config.deterministic, input_context=input_context,
         repeat=True,
-        skip_corrupt=config.skip_corrupt)
+        skip_corrupt=config.skip_corrupt,
+        patch_gap=frontend.patch_gap,
+        gain_jitter=config.augment.gain_jitter,
+        tilt_jitter=config.augment.tilt_jitter,
+        eq_jitter=config.augment.eq_jitter)
 
   return dataset_fn
 

@@ -164,7 +164,8 @@ class Trainer:
           config.frontend.num_patches, patch_shape,
           width=config.encoder.width,
           embedding_dim=config.encoder.embedding_dim,
-          normalization=config.encoder.normalization)
+          normalization=config.encoder.normalization,
+          input_standardization=config.encoder.input_standardization)
     return models.build_pretext_model(encoder, objective.head_size), encoder
 
   # --- the step -------------------------------------------------------------

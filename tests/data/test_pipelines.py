@@ -256,3 +256,105 @@ def test_bad_arguments(magenta_files):
   with pytest.raises(ValueError, match="batch_size=0"):
     data.waveform_dataset(file_pattern=magenta_files, batch_size=0)
   assert os.path.basename(magenta_files).startswith("nsynth-")
+
+
+# ------------------------------------------------ anti-shortcut augmentations
+
+
+def _natural_cells(magenta_files, nsynth, patching, num_patches, grid=None):
+  return _reference(magenta_files, nsynth.SHORT, patching, num_patches, grid)
+
+
+@pytest.mark.parametrize("patching,num_patches,grid,gap", [
+    ("frequency", 4, None, 7),
+    ("time", 2, None, 3),
+    ("time_frequency", 4, (2, 2), 2),
+])
+def test_patch_gap_takes_each_patch_inside_its_cell_at_random(
+    magenta_files, nsynth, patching, num_patches, grid, gap):
+  """Each training patch is its natural cell cut at some offset in [0, gap]."""
+  ds = data.pretext_dataset(
+      file_pattern=magenta_files, batch_size=4, patching=patching,
+      num_patches=num_patches, grid=grid, shuffle=False, deterministic=True,
+      seed=3, repeat=False, num_samples=nsynth.SHORT, patch_gap=gap)
+  shuffled, ranks = nsynth.take_all(ds)
+  cells = _natural_cells(magenta_files, nsynth, patching, num_patches, grid)
+  cut_frames = patching != "frequency"
+  cut_bins = patching != "time"
+  assert shuffled.shape[2] == cells.shape[2] - (gap if cut_frames else 0)
+  assert shuffled.shape[3] == cells.shape[3] - (gap if cut_bins else 0)
+  restored = permutations.unshuffle_patches(shuffled, ranks).numpy()
+  height, width = restored.shape[2:4]
+  offsets = set()
+  for b in range(len(restored)):
+    for i in range(num_patches):
+      found = [(f, w) for f in range(gap + 1 if cut_frames else 1)
+               for w in range(gap + 1 if cut_bins else 1)
+               if np.array_equal(cells[b, i, f:f + height, w:w + width],
+                                 restored[b, i])]
+      assert found, (b, i)
+      offsets.update(found)
+  assert len(offsets) > 2  # Drawn per patch, not one fixed cut.
+
+
+def test_natural_features_are_the_centred_cut():
+  """Export and evaluation (no offsets) take the centred cut of each cell."""
+  cells = tf.reshape(tf.range(2 * 3 * 8 * 10, dtype=tf.float32),
+                     [2, 3, 8, 10])
+  cut = patches_lib.cut_patches(cells, "frequency", 4).numpy()
+  np.testing.assert_array_equal(cut, cells.numpy()[:, :, :, 2:8])
+  cut = patches_lib.cut_patches(cells, "time_frequency", 3).numpy()
+  np.testing.assert_array_equal(cut, cells.numpy()[:, :, 1:6, 1:8])
+  assert patches_lib.cut_patches(cells, "time", 0) is cells
+  with pytest.raises(ValueError, match="patch_gap=10 leaves nothing"):
+    patches_lib.cut_patches(cells, "frequency", 10)
+  assert patches_lib.frontend_patch_shape("frequency", 10,
+                                          patch_gap=11) == (398, 40)
+
+
+def test_gain_jitter_shifts_each_patch_by_one_bounded_offset(magenta_files,
+                                                             nsynth):
+  """gain_jitter adds one uniform offset per patch and nothing else."""
+  kwargs = dict(file_pattern=magenta_files, batch_size=4, num_patches=4,
+                shuffle=False, deterministic=True, seed=3, repeat=False,
+                num_samples=nsynth.SHORT)
+  plain, plain_ranks = nsynth.take_all(data.pretext_dataset(**kwargs))
+  jittered, ranks = nsynth.take_all(data.pretext_dataset(gain_jitter=2.0,
+                                                         **kwargs))
+  # The augmentations' seeds are folded apart: same permutations as without.
+  np.testing.assert_array_equal(ranks, plain_ranks)
+  shift = jittered - plain  # [B, n, H, W, 1]
+  per_patch = shift.reshape(shift.shape[0], shift.shape[1], -1)
+  np.testing.assert_allclose(per_patch, per_patch[..., :1] + 0 * per_patch,
+                             atol=1e-5)  # One offset per patch.
+  offsets = per_patch[..., 0]
+  assert np.all(np.abs(offsets) <= 2.0) and np.std(offsets) > 0.3
+
+
+@pytest.mark.parametrize("option", ["tilt_jitter", "eq_jitter"])
+def test_spectral_jitter_is_one_smooth_curve_per_example(magenta_files, nsynth,
+                                                         option):
+  """Tilt and EQ add the same function of frequency to every frame."""
+  kwargs = dict(file_pattern=magenta_files, batch_size=4, num_patches=1,
+                patching="time", shuffle=False, deterministic=True, seed=3,
+                repeat=False, num_samples=nsynth.SHORT)
+  plain, _ = nsynth.take_all(data.pretext_dataset(**kwargs))
+  jittered, _ = nsynth.take_all(data.pretext_dataset(**{option: 1.0},
+                                                     **kwargs))
+  curve = (jittered - plain)[:, 0, :, :, 0]  # [B, frames, bins]
+  np.testing.assert_allclose(curve, np.broadcast_to(curve[:, :1], curve.shape),
+                             atol=1e-4)  # Same in every frame.
+  curve = curve[:, 0]  # [B, bins]
+  bound = 1.0 if option == "tilt_jitter" else 1.5
+  assert np.all(np.abs(curve) <= bound + 1e-5)
+  assert np.max(np.abs(np.diff(curve, axis=1))) < 0.05  # Smooth.
+  assert np.std(curve[:, 0] - curve[:, -1]) > 0  # Differs per example.
+  if option == "tilt_jitter":  # A straight line.
+    np.testing.assert_allclose(np.diff(curve, n=2, axis=1), 0, atol=1e-4)
+
+
+def test_augmentations_reject_negative_values(magenta_files):
+  for name in ("patch_gap", "gain_jitter", "tilt_jitter", "eq_jitter"):
+    with pytest.raises(ValueError, match=name):
+      data.pretext_dataset(file_pattern=magenta_files, batch_size=2,
+                           **{name: -1})
