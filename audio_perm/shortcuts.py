@@ -345,16 +345,16 @@ def main(argv=None):
     del args  # Stray arguments are refused by cli.run.
     if not flags_["verbosity"].present:
       logging.set_verbosity(logging.ERROR)
-    from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
+    if not flags_.model_dir and not flags_.setting:
+      raise ValueError("Nothing to do: give --model_dir (a train.py run) "
+                       "and/or --setting (train.py flags), repeatable.")
     if flags_.num_batches < 1:
       raise ValueError(f"--num_batches={flags_.num_batches} must be >= 1.")
     if not flags_.resolution >= 0:
       raise ValueError(f"--resolution={flags_.resolution} must be >= 0.")
+    from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
     named = [(d, checkpoints.read_flags(d)) for d in flags_.model_dir or []]
     named += [(s, parse_setting(s)) for s in flags_.setting or []]
-    if not named:
-      raise ValueError("Nothing to do: give --model_dir (a train.py run) "
-                       "and/or --setting (train.py flags), repeatable.")
     results = [shortcut_report(config, flags_.num_batches, name,
                                flags_.resolution)
                for name, config in named]
