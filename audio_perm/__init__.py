@@ -23,6 +23,7 @@ back in order through a differentiable ranking layer (Carr et al., IEEE SPL
   evaluation/   datasets, encoders, embedding, supervised baseline, protocol,
                 report
   diagnostics   what a run learned against its random twin
+  shortcuts     what rules with nothing learned solve of a setting's pretext
   hear          the HEAR 2021 API over an exported encoder
   embed         python -m audio_perm.embed: audio files -> embeddings (.npz)
   study/        the paper's study harness (Tables I-II, Figs. 2-3)
