@@ -158,7 +158,8 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
   CPU) instead of a dozen elementwise ops and reductions: 3x faster forward +
   backward on conv1's output ([160, 199, 26, 12], benchmarks/train.py). The
   two paths agree to float32 rounding (tests/test_models.py). Inference
-  (moving statistics) is Keras's.
+  (moving statistics) runs the same kernel in inference mode, on any number
+  of replicas: one op instead of Keras's elementwise chain.
 
   `use_fused_kernel = False` (class attribute) forces the plain path
   everywhere: benchmarks/train.py times the two against each other.
@@ -173,12 +174,14 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     super().__init__(**kwargs)
 
   def _fused_applies(self, inputs, training, mask):
-    if not (self.use_fused_kernel and training and self.trainable):
+    if not self.use_fused_kernel:
       return False
     if mask is not None or self.renorm or len(inputs.shape) != 4:
       return False
     if self.axis not in (-1, 3) or not (self.scale and self.center):
       return False
+    if not (training and self.trainable):
+      return True  # Inference: the moving statistics, nothing to reduce.
     return tf.distribute.get_replica_context() is None or (
         tf.distribute.get_replica_context().num_replicas_in_sync == 1)
 
@@ -186,6 +189,14 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     if not self._fused_applies(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)
     x = tf.cast(inputs, tf.float32)
+    if not (training and self.trainable):
+      # One fused op instead of Keras's elementwise chain (embedding runs).
+      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
+          mean=tf.cast(self.moving_mean, tf.float32),
+          variance=tf.cast(self.moving_variance, tf.float32),
+          epsilon=self.epsilon, is_training=False)
+      return tf.cast(outputs, self.compute_dtype)
     outputs, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
         x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
         epsilon=self.epsilon, is_training=True)

@@ -13,8 +13,14 @@ that instead).
 
 Reported:
   * render_notes_per_s: rendering speed (when rendering here);
-  * embedding_examples_per_s: notes embedded per second in the evaluation's
-    passes (read + decode + encoder), train and test splits together;
+  * embed_notes_per_s (= embedding_examples_per_s): notes embedded per
+    second in the evaluation's passes (read + decode + frontend + encoder),
+    train and test splits together;
+  * train_examples_per_s: training examples/s of the same architecture
+    (train.py's defaults, real input pipeline on the same data), timed in
+    the same run after the evaluation, and embed_over_train, the ratio of
+    the two (goal >= 2.5: a forward pass should cost well under a training
+    step's forward + backward);
   * encoder_only_examples_per_s: the encoder alone on an in-memory batch;
   * handcrafted_examples_per_s: the handcrafted baseline on the same batch;
   * probe_seconds, seconds_per_probe: the probes on cached embeddings;
@@ -46,6 +52,7 @@ flags.DEFINE_integer("num_labeled", 1000, "Labels per probe.")
 flags.DEFINE_integer("seeds", 3, "Seeds.")
 flags.DEFINE_integer("batch_size", 64, "Embedding batch size.")
 flags.DEFINE_enum("probe", "mlp", ["mlp", "linear"], "Probe.")
+flags.DEFINE_integer("train_steps", 8, "Timed training steps (0: skip).")
 
 
 def _encoder_only(encoder, audio, repeats=3):
@@ -56,6 +63,28 @@ def _encoder_only(encoder, audio, repeats=3):
   for _ in range(repeats):
     encoder(batch).numpy()
   return repeats * len(audio) / (time.perf_counter() - start)
+
+
+def _train_examples_per_s(data_dir, steps, warmup=3):
+  """Median training examples/s of train.py's defaults on data_dir."""
+  import statistics  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from audio_perm import training  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig().replace(data_dir=data_dir, verbose=False)
+  trainer = training.Trainer(config)
+  iterator = trainer.distributed_iterator(training.make_dataset_fn(
+      config, trainer.objective.permutation_set))
+  train_fn = trainer.train_function()
+  one = tf.constant(1)
+  for _ in range(warmup):
+    train_fn(iterator, one)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    float(train_fn(iterator, one)[0])
+    times.append(time.perf_counter() - start)
+  return config.batch_size / statistics.median(times)
 
 
 def main(argv):
@@ -120,6 +149,12 @@ def main(argv):
     figures["encoder_only_examples_per_s"] = _encoder_only(encoder, audio)
     figures["handcrafted_examples_per_s"] = _encoder_only(
         evaluation.handcrafted_encoder(num_samples), audio)
+    figures["embed_notes_per_s"] = figures["embedding_examples_per_s"]
+    if FLAGS.train_steps:
+      figures["train_examples_per_s"] = _train_examples_per_s(
+          data_dir, FLAGS.train_steps)
+      figures["embed_over_train"] = (figures["embed_notes_per_s"]
+                                     / figures["train_examples_per_s"])
     figures["load_average_1min"] = os.getloadavg()[0]
   finally:
     if tmp is not None:

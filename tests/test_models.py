@@ -340,10 +340,27 @@ def test_fused_batch_norm_path_is_taken_on_one_replica(monkeypatch):
 
   assert "FusedBatchNormV3" in op_types(True)
   assert "FusedBatchNormV3" not in op_types(False)
-  # Inference uses the moving statistics either way (no fused training op).
-  graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(
-      tf.TensorSpec((2, 3, 3, 2))).graph
-  assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
+
+
+def test_fused_batch_norm_inference_matches_keras(monkeypatch):
+  """Inference (moving statistics) through the fused kernel = Keras's."""
+  rng = np.random.default_rng(1)
+  x = tf.constant(rng.normal(1.0, 2.0, size=(4, 5, 3, 3)).astype("float32"))
+  outputs = []
+  for fused in (True, False):
+    monkeypatch.setattr(models.SyncBatchNormalization, "use_fused_kernel",
+                        fused)
+    layer = models.SyncBatchNormalization()
+    layer.build(x.shape)
+    layer.set_weights([rng.uniform(0.5, 2, 3).astype("float32")
+                       for _ in range(4)] if not outputs else weights)
+    weights = layer.get_weights()
+    fn = tf.function(lambda v, layer=layer: layer(v, training=False))
+    ops_used = {op.type for op in fn.get_concrete_function(
+        tf.TensorSpec(x.shape)).graph.get_operations()}
+    assert ("FusedBatchNormV3" in ops_used) == fused
+    outputs.append(fn(x).numpy())
+  np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
 
 
 def test_patch_standardization_removes_each_patch_level_and_spread():
