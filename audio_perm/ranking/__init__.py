@@ -12,6 +12,8 @@ Modules:
 
   soft       soft_rank, soft_sort: forward, backward, custom gradients
   isotonic   the isotonic step in sorted space (partition, block statistics)
+  pav        the partition of long rows: a sequential PAV loop, O(n)
+  sorting    the stable order of long rows by a sort, O(n log n)
   hard       hard_rank
   perturbed  perturbed_ranks, fenchel_young_rank_loss
   layers     SoftRank, SoftRankLoss, FenchelYoungRankLoss (Keras 3)

@@ -4,7 +4,11 @@ soft_rank(values) is the projection of theta = +-values / strength onto the
 permutahedron of w = (n, ..., 1): after sorting theta decreasingly into s it
 is s - v, with v the decreasing isotonic regression of s - w ("l2") or its KL
 analogue ("kl"). soft_sort is the same isotonic problem with the roles of
-w / strength and s swapped. The isotonic step is audio_perm.ranking.isotonic.
+w / strength and s swapped. The isotonic step is audio_perm.ranking.isotonic
+for rows of up to LARGE_N items (pairwise counts and the min-max partition,
+O(n^2) but vectorised); longer rows are sorted by audio_perm.ranking.sorting
+and partitioned by the sequential loop of audio_perm.ranking.pav (O(n)).
+Both paths share the block statistics and the gradient.
 
 Forward and backward passes are XLA-compiled functions (jit_compile=True)
 even inside a graph that is not: the TensorFlow kernels' per-op overhead
@@ -18,11 +22,18 @@ import tensorflow as tf
 
 from audio_perm.ranking import checks
 from audio_perm.ranking import isotonic
+from audio_perm.ranking import pav
 from audio_perm.ranking import rowwise
+from audio_perm.ranking import sorting
 
 # Work dtype of the [M, n] vectors (prefix sums, block statistics): cheap at
 # these sizes, and it keeps block means exact for float32 inputs.
 _WORK = tf.float64
+
+# Rows longer than this take the O(n) path: a sort and a sequential
+# pool-adjacent-violators loop (audio_perm.ranking.pav) instead of pairwise
+# counts and the O(n^2) min-max partition. Measured in docs/ranking.md.
+LARGE_N = 64
 
 
 def _bounded_gaps(u, strength):
@@ -55,18 +66,44 @@ def _weight_sum(start, end, n):
   return (end - start) * (n - (start + end - 1.0) / 2.0)
 
 
+def _sort(x, order):
+  """(pos, order) of the stable decreasing order of [M, n] rows.
+
+  order: None (count pairs: the short-row path) or (pos, order) already
+  sorted by the long-row path.
+  """
+  if order is not None:
+    return order
+  pos = rowwise.descending_positions(x)
+  return pos, rowwise.inverse_permutation(pos)
+
+
+def _pav_starts(x, range_value):
+  """Block starts of [M, n] rows by the long-row path."""
+  return pav.block_starts(range_value, tf.shape(x)[0], rowwise.num_items(x))
+
+
 @tf.function(jit_compile=True, autograph=False)
-def _soft_rank_forward(x, strength, sign, kl):
-  """Soft ranks of [M, n] rows and what the vjp needs (XLA-compiled)."""
+def _soft_rank_forward(x, strength, sign, kl, sorted_order):
+  """Soft ranks of [M, n] rows and what the vjp needs (XLA-compiled).
+
+  sorted_order: None for the O(n^2) path, or (pos, order) of sign * x from
+  sorting.sorted_positions for the O(n) path (sequential PAV). Both give the
+  same partition, up to rounding at near-ties.
+  """
   shape = tf.shape(x)
   n = tf.cast(shape[1], _WORK)
-  pos = rowwise.descending_positions(sign * x)
-  order = rowwise.inverse_permutation(pos)
+  large = sorted_order is not None
+  pos, order = _sort(sign * x, sorted_order)
   u = rowwise.gather(tf.cast(sign * x, _WORK), order)  # decreasing
   theta = _bounded_gaps(u, strength)  # [M, n]
   index = tf.cast(tf.range(shape[1]), _WORK)[None, :]
   w = n - index  # (n, ..., 1)
-  if kl:
+  if kl and large:
+    # Block value logsumexp_B(theta) - log(sum_B w).
+    starts = _pav_starts(x, pav.lse_value(
+        theta, lambda a, b: tf.math.log(_weight_sum(a, b, n))))
+  elif kl:
     # Block value logsumexp_B(theta) - log(sum_B w); compared in the input
     # precision (theta' is bounded, see _bounded_gaps).
     compare = x.dtype
@@ -81,13 +118,17 @@ def _soft_rank_forward(x, strength, sign, kl):
 
     range_values = isotonic.lse_values(theta, log_weight, compare)
     starts = isotonic.block_starts(range_values, x.shape[-1], compare)
+  if kl:
     start, end = isotonic.block_bounds(starts)
     # r = sum_B(w) * softmax_B(theta)
     weight = tf.exp(theta - isotonic.block_logsumexp(theta, start, end))
     sorted_ranks = _weight_sum(start, end, n) * weight
   else:
     range_values, block_mean = isotonic.mean_values(theta - w, x.dtype)
-    starts = isotonic.block_starts(range_values, x.shape[-1], x.dtype)
+    if large:
+      starts = _pav_starts(x, pav.mean_value(theta - w))
+    else:
+      starts = isotonic.block_starts(range_values, x.shape[-1], x.dtype)
     start, end = isotonic.block_bounds(starts)
     sorted_ranks = theta - block_mean(start, end)  # the projection: s - v
     weight = tf.zeros_like(theta)
@@ -112,12 +153,15 @@ def _soft_rank_backward(upstream, ranks, strength, pos, order, start, end,
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _soft_sort_forward(x, strength, sign, kl):
-  """Soft sort of [M, n] rows and what the vjp needs (XLA-compiled)."""
+def _soft_sort_forward(x, strength, sign, kl, sorted_order):
+  """Soft sort of [M, n] rows and what the vjp needs (XLA-compiled).
+
+  sorted_order: as _soft_rank_forward.
+  """
   shape = tf.shape(x)
   n = tf.cast(shape[1], _WORK)
-  pos = rowwise.descending_positions(sign * x)
-  order = rowwise.inverse_permutation(pos)
+  large = sorted_order is not None
+  pos, order = _sort(sign * x, sorted_order)
   u = rowwise.gather(tf.cast(sign * x, _WORK), order)  # decreasing
   index = tf.cast(tf.range(shape[1]), _WORK)[None, :]
   w = n - index
@@ -137,8 +181,16 @@ def _soft_sort_forward(x, strength, sign, kl):
       before = (n - cuts) / strength + log_norm(tf.maximum(j - cuts, 1.0))
       return after, before
 
-    values = isotonic.lse_values(lse_w, u, _WORK)
-    starts = isotonic.block_starts(values, x.shape[-1], _WORK)
+    if large:
+      def lse_w_range(start, end):  # logsumexp(w / strength) over a range
+        start = tf.cast(start, _WORK)
+        return ((n - start) / strength +
+                log_norm(tf.cast(end, _WORK) - start))
+
+      starts = _pav_starts(x, pav.lse_value(lse_w_range, u))
+    else:
+      values = isotonic.lse_values(lse_w, u, _WORK)
+      starts = isotonic.block_starts(values, x.shape[-1], _WORK)
     start, end = isotonic.block_bounds(starts)
     single = tf.equal(end - start, 1)
     lse_u = tf.where(single, u, isotonic.block_logsumexp(u, start, end))
@@ -151,8 +203,11 @@ def _soft_sort_forward(x, strength, sign, kl):
     # Blocks of iso(w / strength - u); scaled by min(1, strength) so that
     # neither term overflows (a positive scale keeps the blocks).
     y = tf.minimum(1.0 / strength, 1.0) * w - tf.minimum(strength, 1.0) * u
-    range_values, _ = isotonic.mean_values(y, _WORK)
-    starts = isotonic.block_starts(range_values, x.shape[-1], _WORK)
+    if large:
+      starts = _pav_starts(x, pav.mean_value(y))
+    else:
+      range_values, _ = isotonic.mean_values(y, _WORK)
+      starts = isotonic.block_starts(range_values, x.shape[-1], _WORK)
     start, end = isotonic.block_bounds(starts)
     count = tf.cast(end - start, _WORK)
     mean_u = tf.where(tf.equal(end - start, 1), u,
@@ -205,8 +260,8 @@ def soft_rank(values, direction="ASCENDING", regularization_strength=1.0,
   def make_op(strength_t, sign, kl):
     @tf.custom_gradient
     def _op(x):
-      ranks, pos, order, start, end, weight = _soft_rank_forward(
-          x, strength_t, sign, kl)
+      ranks, pos, order, start, end, weight = _by_length(
+          _soft_rank_forward, x, strength_t, sign, kl)
 
       def vjp(upstream):
         return _soft_rank_backward(upstream, ranks, strength_t, pos, order,
@@ -247,8 +302,8 @@ def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
   def make_op(strength_t, sign, kl):
     @tf.custom_gradient
     def _op(x):
-      sorted_values, pos, start, end, weight = _soft_sort_forward(
-          x, strength_t, sign, kl)
+      sorted_values, pos, start, end, weight = _by_length(
+          _soft_sort_forward, x, strength_t, sign, kl)
 
       def vjp(upstream):
         return _soft_sort_backward(upstream, pos, start, end, weight)
@@ -259,6 +314,28 @@ def soft_sort(values, direction="ASCENDING", regularization_strength=1.0,
 
   return _apply_rowwise(values, direction, regularization,
                         regularization_strength, "DESCENDING", make_op)
+
+
+def _by_length(forward, x, strength, sign, kl):
+  """forward(...) on the O(n) path if n > LARGE_N, else the O(n^2) one.
+
+  Decided when tracing where n is static, else at run time by a tf.cond
+  (both paths are traced; under XLA the shape is known when compiling and
+  only the path taken is kept). The long-row path sorts in a function of
+  its own, so that one compiled sort serves every direction, op and
+  regularization of a shape.
+  """
+  def large():
+    return forward(x, strength, sign, kl,
+                   sorting.sorted_positions(sign * x))
+
+  def small():
+    return forward(x, strength, sign, kl, None)
+
+  n = x.shape[-1]
+  if n is not None:
+    return large() if n > LARGE_N else small()
+  return tf.cond(tf.shape(x)[-1] > LARGE_N, large, small)
 
 
 def _apply_rowwise(values, direction, regularization, regularization_strength,
