@@ -225,17 +225,19 @@ def block_bounds(starts):
   return rowwise.gather(first, block - 1), rowwise.gather(first, block)
 
 
-def block_logsumexp(a, start, end):
+def block_logsumexp(a, start, end, mass=None):
   """logsumexp of a decreasing row a over each position's block.
 
   Args:
     a: [M, n] non-increasing rows.
     start, end: int32 [M, n], each position's block [start, end).
+    mass: suffix_mass(a) if already computed, [M, n + 1].
 
   Returns:
     [M, n]: logsumexp(a[start:end]) at every position.
   """
-  mass = suffix_mass(a)
+  if mass is None:
+    mass = suffix_mass(a)
   padded = tf.pad(a, [[0, 0], [0, 1]], constant_values=-math.inf)
   a_end = rowwise.gather(padded, end)
   a_start = rowwise.gather(a, start)

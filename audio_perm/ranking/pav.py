@@ -10,6 +10,9 @@ values read from precomputed [M, n + 1] sums:
   isotonic.block_starts.
 * mean_value (l2) and lse_value (kl): the value of one range [start, end),
   the point-query forms of isotonic.mean_values and isotonic.lse_values.
+* suffix_mass: isotonic.suffix_mass by a loop, O(n) (the doubling there
+  costs O(n log n), and XLA recomputed its steps: 6.6 ms against 1.2 ms at
+  n = 16384).
 
 Everything runs inside the XLA-compiled forward passes of
 audio_perm.ranking.soft; the blocks then feed the same O(n) block
@@ -90,6 +93,35 @@ def block_starts(range_value, num_rows, n):
   return tf.reshape(flags[:total], [num_rows, row_length])[:, :-1] > 0
 
 
+def suffix_mass(a):
+  """isotonic.suffix_mass of long rows: g_j = 1 + exp(a_{j+1} - a_j) g_{j+1}.
+
+  One scalar loop from the last item of the last row to the first item of
+  the first; the ratio after each row's last item is 0, which restarts the
+  recurrence (g = 1) at every row.
+
+  Args:
+    a: [M, n] non-increasing rows.
+
+  Returns:
+    [M, n + 1], with g_n = 0.
+  """
+  shape = tf.shape(a)
+  ratio = tf.pad(tf.exp(a[:, 1:] - a[:, :-1]), [[0, 0], [0, 1]])  # [M, n]
+  ratio = tf.reshape(ratio, [-1])
+  size = tf.size(ratio)
+
+  def step(index, after, mass):
+    here = 1.0 + tf.gather(ratio, index) * after
+    mass = tf.tensor_scatter_nd_update(mass, index[None, None], here[None])
+    return index - 1, here, mass
+
+  _, _, mass = tf.while_loop(
+      lambda index, *_: index >= 0, step,
+      (size - 1, tf.constant(0.0, a.dtype), tf.zeros([size], a.dtype)))
+  return tf.pad(tf.reshape(mass, shape), [[0, 0], [0, 1]])
+
+
 def mean_value(y):
   """range_value for l2: the mean of y over a range.
 
@@ -114,9 +146,10 @@ def lse_value(a, b):
   """range_value for kl: logsumexp(a[range]) - logsumexp(b[range]).
 
   Args:
-    a, b: [M, n] non-increasing rows (float64), or callables
-      (start, end) -> the logsumexp over positions [start, end) of a row in
-      closed form (start, end: int32 scalars, positions within the row).
+    a, b: pairs (x, suffix_mass(x)) of [M, n] non-increasing rows (float64)
+      and their [M, n + 1] suffix masses, or callables (start, end) -> the
+      logsumexp over positions [start, end) of a row in closed form (start,
+      end: int32 scalars, positions within the row).
 
   Returns:
     range_value(start, end, base) for block_starts.
@@ -124,7 +157,8 @@ def lse_value(a, b):
   def data_side(x):
     if callable(x):
       return lambda start, end, base: x(start - base, end - base)
-    mass = tf.reshape(isotonic.suffix_mass(x), [-1])  # [M * (n + 1)]
+    x, mass = x
+    mass = tf.reshape(mass, [-1])  # [M * (n + 1)]
     x = tf.reshape(tf.pad(x, [[0, 0], [0, 1]], constant_values=-math.inf),
                    [-1])
 

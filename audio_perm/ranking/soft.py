@@ -99,10 +99,11 @@ def _soft_rank_forward(x, strength, sign, kl, sorted_order):
   theta = _bounded_gaps(u, strength)  # [M, n]
   index = tf.cast(tf.range(shape[1]), _WORK)[None, :]
   w = n - index  # (n, ..., 1)
+  mass = pav.suffix_mass(theta) if kl and large else None
   if kl and large:
     # Block value logsumexp_B(theta) - log(sum_B w).
     starts = _pav_starts(x, pav.lse_value(
-        theta, lambda a, b: tf.math.log(_weight_sum(a, b, n))))
+        (theta, mass), lambda a, b: tf.math.log(_weight_sum(a, b, n))))
   elif kl:
     # Block value logsumexp_B(theta) - log(sum_B w); compared in the input
     # precision (theta' is bounded, see _bounded_gaps).
@@ -121,7 +122,8 @@ def _soft_rank_forward(x, strength, sign, kl, sorted_order):
   if kl:
     start, end = isotonic.block_bounds(starts)
     # r = sum_B(w) * softmax_B(theta)
-    weight = tf.exp(theta - isotonic.block_logsumexp(theta, start, end))
+    weight = tf.exp(theta - isotonic.block_logsumexp(theta, start, end,
+                                                     mass))
     sorted_ranks = _weight_sum(start, end, n) * weight
   else:
     range_values, block_mean = isotonic.mean_values(theta - w, x.dtype)
@@ -181,19 +183,21 @@ def _soft_sort_forward(x, strength, sign, kl, sorted_order):
       before = (n - cuts) / strength + log_norm(tf.maximum(j - cuts, 1.0))
       return after, before
 
+    mass = pav.suffix_mass(u) if large else None
     if large:
       def lse_w_range(start, end):  # logsumexp(w / strength) over a range
         start = tf.cast(start, _WORK)
         return ((n - start) / strength +
                 log_norm(tf.cast(end, _WORK) - start))
 
-      starts = _pav_starts(x, pav.lse_value(lse_w_range, u))
+      starts = _pav_starts(x, pav.lse_value(lse_w_range, (u, mass)))
     else:
       values = isotonic.lse_values(lse_w, u, _WORK)
       starts = isotonic.block_starts(values, x.shape[-1], _WORK)
     start, end = isotonic.block_bounds(starts)
     single = tf.equal(end - start, 1)
-    lse_u = tf.where(single, u, isotonic.block_logsumexp(u, start, end))
+    lse_u = tf.where(single, u,
+                     isotonic.block_logsumexp(u, start, end, mass))
     # log softmax_B(w / strength) at q = (start - q) / strength - log_norm.
     log_soft_w = ((tf.cast(start, _WORK) - index) / strength -
                   log_norm(tf.cast(end - start, _WORK)))
@@ -326,8 +330,13 @@ def _by_length(forward, x, strength, sign, kl):
   regularization of a shape.
   """
   def large():
-    return forward(x, strength, sign, kl,
-                   sorting.sorted_positions(sign * x))
+    # The gradient is the custom one; without stop_gradient a recording
+    # tape would make TensorFlow differentiate the forward's loops too
+    # (pav.suffix_mass has float outputs), which needs TensorList
+    # accumulators XLA cannot compile.
+    rows = tf.stop_gradient(x)
+    return forward(rows, strength, sign, kl,
+                   sorting.sorted_positions(sign * rows))
 
   def small():
     return forward(x, strength, sign, kl, None)

@@ -78,10 +78,28 @@ def test_kl_matches_sequential_pav(pav):
     start, end = tf.cast(start, tf.float64), tf.cast(end, tf.float64)
     return tf.math.log((end - start) * (n - (start + end - 1.0) / 2.0))
 
-  for side in (np.tile(b, [4, 1]), log_weight):
-    value = loop.lse_value(tf.constant(a), side if callable(side) else
-                           tf.constant(side))
+  def data(x):
+    x = tf.constant(x)
+    return x, loop.suffix_mass(x)
+
+  for side in (data(np.tile(b, [4, 1])), log_weight):
+    value = loop.lse_value(data(a), side)
     starts = loop.block_starts(value, 4, n)
     for row in range(4):
       _, blocks = pav.decreasing(a[row], b, "kl")
       assert _blocks(starts[row].numpy()) == blocks, row
+
+
+def test_suffix_mass_matches_doubling():
+  # g_j = sum_{p >= j} exp(a_p - a_j) for non-increasing rows, g_n = 0; the
+  # second row restarts where the first ends.
+  a = np.array([[3.0, 2.0, 2.0, -1e3, -1e3 - 1.0, -1e30, -1e30],
+                [1e30, 1e30, 0.5, 0.0, -0.5, -1.0, -2.0]])
+  expected = np.zeros((2, 8))
+  for row in range(2):
+    for j in range(7):
+      expected[row, j] = np.exp(a[row, j:] - a[row, j]).sum()
+  got = tf.function(loop.suffix_mass, jit_compile=True)(tf.constant(a))
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+  np.testing.assert_allclose(got, isotonic.suffix_mass(tf.constant(a)),
+                             rtol=1e-12)

@@ -310,3 +310,47 @@ def test_n_16384_in_linear_memory(tmp_path, pav):
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-2)
   np.testing.assert_allclose(grad, vjp(g.astype(np.float64)), rtol=1e-4,
                              atol=1e-4)
+
+
+@pytest.mark.slow
+def test_saved_model_with_unknown_n_in_fresh_process(tmp_path):
+  """A SavedModel traced for [None, None] ranks short and long rows (the
+  tf.cond between the paths), loaded where audio_perm is not imported."""
+  module = tf.Module()
+  module.rank = tf.function(
+      lambda v: {"l2": ranking.soft_rank(v, "ASCENDING", 0.5, "l2"),
+                 "kl": ranking.soft_sort(v, "DESCENDING", 0.5, "kl")},
+      input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  export_dir = str(tmp_path / "ranker")
+  tf.saved_model.save(module, export_dir)
+  inputs = {n: _rows(n, seed=n).astype(np.float32) for n in (7, SWITCH + 36)}
+  for n, x in inputs.items():
+    np.save(tmp_path / f"x{n}.npy", x)
+  script = textwrap.dedent(f"""
+      import numpy as np, tensorflow as tf
+      m = tf.saved_model.load({export_dir!r})
+      for n in {list(inputs)!r}:
+        x = tf.constant(np.load({str(tmp_path)!r} + f"/x{{n}}.npy"))
+        with tf.GradientTape() as tape:
+          tape.watch(x)
+          out = m.rank(x)
+        grad = tape.gradient(out["l2"], x, output_gradients=x)
+        np.save({str(tmp_path)!r} + f"/out{{n}}.npy",
+                np.stack([out["l2"].numpy(), out["kl"].numpy(),
+                          grad.numpy()]))
+  """)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  subprocess.run([sys.executable, "-c", script], check=True, env=env,
+                 timeout=300)
+  for n, x in inputs.items():
+    got = np.load(tmp_path / f"out{n}.npy")
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+      tape.watch(xt)
+      ranks = ranking.soft_rank(xt, "ASCENDING", 0.5, "l2")
+    grad = tape.gradient(ranks, xt, output_gradients=xt)
+    np.testing.assert_allclose(got[0], ranks, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got[1], ranking.soft_sort(x, "DESCENDING", 0.5, "kl"), rtol=1e-5,
+        atol=1e-5)
+    np.testing.assert_allclose(got[2], grad, rtol=1e-5, atol=1e-5)
