@@ -21,8 +21,26 @@ Each figure is the median of repeated wall-clock timings after warm-up, in
 milliseconds per call; the implementations for one shape are timed in turns
 (round-robin), so that load from other processes hits them alike. It also
 reports how the time per call grows with n at batch 256, and the kl variant
-of ours. Figures depend on the machine and its load; run on an idle machine
-for numbers worth quoting.
+of ours.
+
+Long rows: fwd+bwd for n = 16, 32, ..., 16384 at batch 1 and 32, as
+
+  ours           soft_rank inside tf.function (l2, and kl), whichever path
+                 its length takes (the O(n) path above soft.LARGE_N)
+  ours/n^2       the O(n^2) path forced (up to n = 1024)
+  numba          the numba loop above (its fwd+bwd)
+
+and the peak memory of one fwd+bwd: in a child process whose large
+allocations are mmapped (MALLOC_MMAP_THRESHOLD_=128 KiB, so that freed
+memory leaves the resident set) and which runs with TF_ENABLE_ONEDNN_OPTS=0
+(with the 1 that importing audio_perm sets, freed buffers stayed resident
+and a warm call showed ~0 even for the O(n^2) path), after warm-up calls
+(compilation excluded), the peak resident set size (VmHWM, reset through
+/proc/self/clear_refs) minus the resident set size just before, over three
+calls. Buffers under 128 KiB come from the heap and may not show.
+
+Figures depend on the machine and its load; run on an idle machine for
+numbers worth quoting.
 """
 
 import argparse
@@ -30,6 +48,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -41,10 +60,19 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from audio_perm import ranking  # noqa: E402
+from audio_perm.ranking import soft  # noqa: E402
 
 SHAPES = ((32, 10), (256, 16), (2048, 32), (1024, 64))
 SCALING_BATCH = 256
 SCALING_NS = (8, 16, 32, 64, 128)
+LONG_BATCHES = (1, 32)
+LONG_NS = tuple(2 ** k for k in range(4, 15))  # 16 ... 16384
+SQUARE_MAX_N = 1024  # the O(n^2) path is timed up to this n
+# (impl, batch, n) whose peak memory is measured.
+MEMORY_CONFIGS = tuple(
+    [("ours", 1, n) for n in (64, 256, 1024, 4096, 16384)] +
+    [("ours/n^2", 1, n) for n in (256, 1024, 4096, 16384)] +
+    [("ours", 32, 16384), ("numba", 1, 16384), ("numba", 32, 16384)])
 
 
 # ----------------------------------------------------------------------------
@@ -262,6 +290,102 @@ def _numba_callables(x, upstream):
   return forward, both
 
 
+def _square_path(op):
+  """op with every row on the O(n^2) path (soft.LARGE_N raised)."""
+  def forced(v):
+    saved = soft.LARGE_N
+    soft.LARGE_N = 10 ** 9
+    try:
+      return op(v)
+    finally:
+      soft.LARGE_N = saved
+
+  return forced
+
+
+def _check_long_agreement(x, upstream):
+  """ours (float32) against numba run in float64, values and vjp."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = ranking.soft_rank(x)
+  grad = tape.gradient(y, x, output_gradients=upstream)
+  ranks, orders, starts = _numba_soft_rank_forward(
+      x.numpy().astype(np.float64), 1.0)
+  expected = _numba_soft_rank_vjp(upstream.numpy().astype(np.float64),
+                                  orders, starts, 1.0)
+  n = x.shape[-1]  # float32 ranks up to n: rounding ~ n * 6e-8
+  np.testing.assert_allclose(y.numpy(), ranks, rtol=1e-5, atol=1e-4 + 2e-7 * n)
+  np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def _long_callables(x, upstream, with_square):
+  """{(impl, mode, regularization): fwd+bwd callable} for long rows."""
+  callables = {}
+  for regularization in ("l2", "kl"):
+    op = lambda v, r=regularization: ranking.soft_rank(v, regularization=r)
+    _, both = _tf_callables(op, x, upstream, False)
+    callables[("ours", "fwd+bwd", regularization)] = both
+  if with_square:
+    _, both = _tf_callables(_square_path(ranking.soft_rank), x, upstream,
+                            False)
+    callables[("ours/n^2", "fwd+bwd", "l2")] = both
+  _, both = _numba_callables(x, upstream)
+  callables[("numba", "fwd+bwd", "l2")] = both
+  return callables
+
+
+def _status_kib(field):
+  """A field of /proc/self/status in KiB (VmRSS, VmHWM)."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  raise KeyError(field)
+
+
+def memory_probe(configs):
+  """Prints one JSON line per (impl, batch, n): peak MiB of one fwd+bwd.
+
+  Run in a child process started by measure_memory (mmapped allocations).
+  """
+  rng = np.random.default_rng(0)
+  for impl, batch, n in configs:
+    x = tf.constant(rng.normal(size=(batch, n)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(batch, n)).astype(np.float32))
+    if impl == "numba":
+      _, both = _numba_callables(x, upstream)
+    else:
+      op = (_square_path(ranking.soft_rank) if impl == "ours/n^2" else
+            ranking.soft_rank)
+      _, both = _tf_callables(op, x, upstream, False)
+    both()  # compile and warm up
+    both()
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")  # resets VmHWM to the current resident set size
+    for _ in range(3):
+      both()
+    peak = _status_kib("VmHWM")
+    print(json.dumps(dict(impl=impl, batch=batch, n=n,
+                          peak_mib=(peak - before) / 1024)), flush=True)
+
+
+def measure_memory(configs):
+  """Runs memory_probe in a child process; returns its records."""
+  env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072",
+             TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="3")
+  out = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), "--memory_probe",
+       json.dumps(configs)], env=env, check=True, capture_output=True,
+      text=True)
+  records = [json.loads(line) for line in out.stdout.splitlines()
+             if line.startswith("{")]
+  for r in records:
+    print(f"  memory   [{r['batch']:4d}, {r['n']:5d}] {r['impl']:10s} "
+          f"fwd+bwd peak +{r['peak_mib']:.1f} MiB", flush=True)
+  return records
+
+
 def _check_agreement(x, upstream):
   """All implementations must give the same numbers before being timed."""
   ours = ranking.soft_rank(x)
@@ -328,6 +452,16 @@ def run(min_time_s=0.3, quick=False):
     _, both = _numba_callables(x, upstream)
     callables[("numba", "fwd+bwd", "l2")] = both
     measure("scaling", shape, callables)
+
+  long_ns = (16, 128, 1024) if quick else LONG_NS
+  for batch in LONG_BATCHES:
+    for n in long_ns:
+      shape = (batch, n)
+      x = tf.constant(rng.normal(size=shape).astype(np.float32))
+      upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+      _check_long_agreement(x, upstream)
+      measure("long", shape,
+              _long_callables(x, upstream, n <= SQUARE_MAX_N))
   return records
 
 
@@ -405,26 +539,72 @@ def summarise(records):
   return ratios
 
 
+def summarise_long(records, memory):
+  """Prints the long-row and memory tables; returns the goal figures."""
+  print("\nlong rows, fwd+bwd median ms per call (ours/numba in brackets)")
+  impls = (("ours", "l2"), ("ours", "kl"), ("ours/n^2", "l2"),
+           ("numba", "l2"))
+  print(f"{'shape':>14s} " + " ".join(
+      f"{i + ' ' + r:>18s}" for i, r in impls))
+  shapes = sorted({(r["batch"], r["n"]) for r in records
+                   if r["kind"] == "long"})
+  for shape in shapes:
+    base = _lookup(records, "long", shape, "numba", "fwd+bwd")
+    cells = []
+    for impl, regularization in impls:
+      ms = _lookup(records, "long", shape, impl, "fwd+bwd", regularization)
+      cells.append(f"{'-':>18s}" if ms is None else
+                   f"{ms:9.3f} ({ms / base:5.2f}x)")
+    print(f"{str(list(shape)):>14s} " + " ".join(cells))
+  goal = {}
+  for shape in shapes:
+    if shape[1] == max(LONG_NS):
+      ratio = (_lookup(records, "long", shape, "ours", "fwd+bwd") /
+               _lookup(records, "long", shape, "numba", "fwd+bwd"))
+      goal[f"{shape[0]}x{shape[1]}"] = ratio
+  if goal:
+    print("goal (ours l2 fwd+bwd within 5x of numba at n = 16384): " +
+          ", ".join(f"{k} {v:.2f}x {'met' if v <= 5 else 'NOT met'}"
+                    for k, v in goal.items()))
+  if memory:
+    print("\npeak memory of one fwd+bwd above the resident set before it "
+          "(MiB)")
+    for r in memory:
+      print(f"  {r['impl']:10s} [{r['batch']:4d}, {r['n']:5d}] "
+            f"{r['peak_mib']:8.1f}")
+  return goal
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--json", default=None, help="write the figures here")
   parser.add_argument("--quick", action="store_true",
-                      help="two shapes and three ns only (a smoke run)")
+                      help="fewer shapes and ns (a smoke run)")
   parser.add_argument("--min_time_s", type=float, default=0.3,
                       help="time each configuration at least this long")
+  parser.add_argument("--memory_probe", default=None,
+                      help=argparse.SUPPRESS)  # internal: the child process
   args = parser.parse_args(argv)
+  if args.memory_probe:
+    memory_probe([tuple(c) for c in json.loads(args.memory_probe)])
+    return
   load_before = os.getloadavg()
   print(f"tensorflow {tf.__version__}, numba {numba.__version__}, "
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"load average {load_before[0]:.2f}")
   records = run(min_time_s=args.min_time_s, quick=args.quick)
+  memory = measure_memory(
+      [c for c in MEMORY_CONFIGS if not args.quick or c[2] <= 1024])
   ratios = summarise(records)
+  long_goal = summarise_long(records, memory)
   load_after = os.getloadavg()
   print(f"load average before / after: {load_before[0]:.2f} / "
         f"{load_after[0]:.2f}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(dict(records=records, speedup_over_numba_graph=ratios,
+                     long_rows_ours_over_numba=long_goal,
+                     peak_memory=memory, large_n=soft.LARGE_N,
                      tensorflow=tf.__version__, numba=numba.__version__,
                      cpus=os.cpu_count(),
                      load_average=[load_before[0], load_after[0]]), f,
