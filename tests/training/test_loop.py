@@ -34,12 +34,15 @@ def test_crop_frames_trains_on_random_crops_and_exports_the_centred_one(tiny_con
                                          batch_size=32)])
   offsets = []
   for crop in crops:
-    gaps = np.abs(full - crop[0]).max(axis=-1)  # [notes, 398]
-    note, offset = np.unravel_index(np.argmin(gaps), gaps.shape)
-    assert offset + 100 <= 398
-    np.testing.assert_allclose(full[note, offset:offset + 100], crop,
-                               atol=1e-5)
-    offsets.append(int(offset))
+    # A crop's first frame can be near-silent (a decayed note), which many
+    # frames match: take every best match of the first frame among the valid
+    # offsets, and keep the one whose whole window is the crop.
+    gaps = np.abs(full[:, :398 - 100 + 1] - crop[0]).max(axis=-1)
+    candidates = np.argwhere(gaps <= gaps.min() + 1e-5)  # [(note, offset)]
+    matches = [(n, o) for n, o in candidates
+               if np.allclose(full[n, o:o + 100], crop, atol=1e-5)]
+    assert matches, f"no window of the data is this crop ({gaps.min()})"
+    offsets.append(int(matches[0][1]))
   assert offsets != [(398 - 100) // 2] * 4, offsets  # Random, not centred.
 
   export_dir = trainer.export(str(tmp_path / "encoder"))
