@@ -58,6 +58,14 @@ from audio_perm import objectives
 from audio_perm import training
 
 _D = config_lib.TrainConfig().to_dict()
+
+# Child variants: environment and TrainConfig overrides.
+REFERENCE_VARIANTS = {
+    "float32": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    "default": ({}, {}),
+    "mixed_bfloat16": ({}, {"mixed_precision": True}),
+}
+
 flags.DEFINE_string("json", None, "Write the results here as JSON.")
 flags.DEFINE_string("data_dir", None,
                     "Folder dataset (default: the embedded default dataset).")
@@ -74,20 +82,13 @@ flags.DEFINE_integer("rounds", 2, "Rounds of the reference/default/bf16 "
                      "child processes.")
 flags.DEFINE_bool("reference", True, "Time the float32 reference and bf16 "
                   "variants in child processes.")
-flags.DEFINE_list("variants", ["float32", "default", "mixed_bfloat16"],
+flags.DEFINE_list("variants", list(REFERENCE_VARIANTS),
                   "Child variants to time (float32 and default are needed "
                   "for default_over_float32).")
-flags.DEFINE_enum("child", None, ["float32", "default", "mixed_bfloat16"],
+flags.DEFINE_enum("child", None, list(REFERENCE_VARIANTS),
                   "Internal: time one variant in this process and print "
                   "its JSON.")
 FLAGS = flags.FLAGS
-
-# Child variants: environment and TrainConfig overrides.
-REFERENCE_VARIANTS = {
-    "float32": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
-    "default": ({}, {}),
-    "mixed_bfloat16": ({}, {"mixed_precision": True}),
-}
 
 
 def _config(**overrides):
