@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
-# The pretraining-recipe sweep (docs/recipe_sweep.md): every setting at two
-# pretraining seeds, 300 steps on the default data, then one diagnostics
-# call that probes each run's conv features and fc1 against its random twin
-# (same architecture, same seed), 1000 labels, 3 probe seeds.
+# The pretraining-recipe sweep (docs/recipe_sweep.md): every setting of a
+# round at two pretraining seeds, 300 steps on the default data, then one
+# diagnostics call that probes each run's conv features and fc1 against its
+# random twin (same architecture, same seed), 1000 labels, 3 probe seeds.
 #
-#   bash scripts/recipe_sweep.sh [OUT_DIR]      (default runs/sweep)
+#   bash scripts/recipe_sweep.sh [ROUND] [OUT_DIR]   (default 1, runs/sweep)
 #
 # Finished runs are not retrained (train.py resumes/skips them), so the
-# script can be rerun after an interruption.
+# script can be rerun after an interruption. SEEDS="0 1 2" overrides the
+# pretraining seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-runs/sweep}"
+ROUND="${1:-1}"
+OUT="${2:-runs/sweep}"
 PY="${PYTHON:-.venv/bin/python}"
 mkdir -p "$OUT"
 
+JITTER="--gain_jitter=3 --tilt_jitter=2 --eq_jitter=2"
 declare -A SETTINGS=(
+  # Round 1.
   [patchstd_lr1e-5]="--input_standardization=patch --learning_rate=1e-5"
   [patchstd_gap11_lr1e-5]="--input_standardization=patch --patch_gap=11 --learning_rate=1e-5"
-  [jitter_gap11_lr1e-4]="--gain_jitter=3 --tilt_jitter=2 --eq_jitter=2 --patch_gap=11 --learning_rate=1e-4"
+  [jitter_gap11_lr1e-4]="$JITTER --patch_gap=11 --learning_rate=1e-4"
+  # Round 2. lr 1e-12 moves no weight (Adam steps ~lr): only BatchNorm's
+  # moving statistics change, so it separates their effect from learning.
+  [patchstd_lr1e-12]="--input_standardization=patch --learning_rate=1e-12"
+  [tf_patchstd_lr1e-5]="--patching=time_frequency --input_standardization=patch --learning_rate=1e-5"
+  [tf_jitter_lr1e-4]="--patching=time_frequency $JITTER --learning_rate=1e-4"
+  [time_patchstd_lr1e-5]="--patching=time --input_standardization=patch --learning_rate=1e-5"
 )
-ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4)
+case "$ROUND" in
+  1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
+  2) ORDER=(patchstd_lr1e-12 tf_patchstd_lr1e-5 tf_jitter_lr1e-4 time_patchstd_lr1e-5) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 and 2." >&2; exit 2 ;;
+esac
 SEEDS=(${SEEDS:-0 1})
 
 dirs=()
@@ -36,7 +50,9 @@ for name in "${ORDER[@]}"; do
   done
 done
 
+# Round 1 wrote diagnostics.{json,txt}; later rounds carry their number.
+suffix=$([ "$ROUND" = 1 ] && echo "" || echo "_round$ROUND")
 echo "== diagnostics (conv and fc1, each run against its random twin)"
 "$PY" -m audio_perm.diagnostics "${dirs[@]}" --num_labeled=1000 --seeds=3 \
-  --json="$OUT/diagnostics.json" --noprogress 2>&1 | grep -v "^[IW]1\|^W0\|^I0" \
-  | tee "$OUT/diagnostics.txt"
+  --json="$OUT/diagnostics$suffix.json" --noprogress 2>&1 \
+  | grep -v "^[IW]1\|^W0\|^I0" | tee "$OUT/diagnostics$suffix.txt"
