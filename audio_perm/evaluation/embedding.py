@@ -35,7 +35,9 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
 
   Returns:
     (embeddings {encoder name: float32 [num, dim]}, audio or None, stats
-    {"num_examples", "seconds", "examples_per_second"}).
+    {"num_examples", "seconds", "examples_per_second"}, and
+    "steady_num_examples"/"steady_seconds": the same without the first
+    batch, which carries the encoders' tracing; absent with one batch).
   """
   size = datasets.split_size(builder, split)
   if expected_labels:
@@ -60,6 +62,7 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
 
   outputs = {encoder.name: [] for encoder in encoders}
   seen, audio_chunks = [], []
+  first_batch = None  # (notes, seconds) of the first batch.
   start = time.perf_counter()
   with tqdm.tqdm(total=total_notes, disable=not progress, unit="note",
                  desc=f"embedding {split}") as bar:
@@ -77,6 +80,8 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
               f"Split {split!r} was read in a different order on two passes; "
               "the labels do not line up.")
       bar.update(int(index.shape[0]))
+      if first_batch is None:  # Tracing and the pipeline's fill end here.
+        first_batch = (int(index.shape[0]), time.perf_counter() - start)
   seconds = time.perf_counter() - start
   seen = np.concatenate(seen) if seen else np.zeros(0, np.int64)
   if indices is not None and not np.array_equal(seen, indices):
@@ -98,4 +103,7 @@ def compute_embeddings(builder, split, encoders, indices=None, batch_size=64,
   audio = np.concatenate(audio_chunks) if keep_audio and audio_chunks else None
   stats = {"num_examples": int(len(seen)), "seconds": seconds,
            "examples_per_second": len(seen) / seconds if seconds else 0.0}
+  if first_batch is not None and len(seen) > first_batch[0]:
+    stats["steady_num_examples"] = int(len(seen)) - first_batch[0]
+    stats["steady_seconds"] = seconds - first_batch[1]
   return embeddings, audio, stats

@@ -23,11 +23,19 @@ def test_only_the_given_notes_are_embedded_in_order(planted_dir):
       builder, "train", [_energy_encoder()], batch_size=16,
       expected_labels=labels, progress=False)
   assert everything["energy"].shape == (60, 1) and stats["num_examples"] == 60
+  # The steady rate leaves out the first batch (16 notes) and its time.
+  assert stats["steady_num_examples"] == 44
+  assert 0 < stats["steady_seconds"] < stats["seconds"]
   indices = np.array([0, 7, 8, 33, 59])
   some, audio, stats = embedding.compute_embeddings(
       builder, "train", [_energy_encoder()], indices, batch_size=2,
       expected_labels=labels, keep_audio=True, progress=False)
-  assert stats["num_examples"] == 5
+  assert stats["num_examples"] == 5 and stats["steady_num_examples"] == 3
+  _, _, one_batch = embedding.compute_embeddings(
+      builder, "train", [_energy_encoder()], indices, batch_size=8,
+      progress=False)
+  assert one_batch["num_examples"] == 5
+  assert "steady_seconds" not in one_batch  # Nothing after the first batch.
   np.testing.assert_allclose(some["energy"], everything["energy"][indices],
                              rtol=1e-6)
   assert audio.shape == (5, 64000)
