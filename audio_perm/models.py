@@ -315,26 +315,35 @@ class PatchBackbone(keras.layers.Layer):
   """The shared conv stack applied to every patch.
 
   Five ConvBlocks (attributes `block1` ... `block5`, also listed by
-  `blocks`) then a global average pool, all tracked by tf.train.Checkpoint.
+  `blocks`) then an average pool, all tracked by tf.train.Checkpoint.
 
-  Input: [batch, num_patches, height, width, channels].
-  Output: [batch, num_patches, channels_out] with channels_out =
-  backbone_channels(width)[-1].
+  Input: [batch, num_patches, height (frames), width (bins), channels].
+  Output: [batch, num_patches, features]: pooling="global" averages conv5's
+  map over frames and bins (features = backbone_channels(width)[-1]);
+  pooling="time" over frames only and keeps each of conv5's bin positions
+  (features = conv5 bins x channels), so where in the patch's band the
+  energy lies (pitch, for frequency bands) reaches the embedding.
 
   Args:
     num_patches: n (static; "example" normalisation groups the n patches).
     width: channel multiplier (see backbone_channels).
     normalization: one of NORMALIZATIONS.
+    pooling: one of config.POOLINGS.
   """
 
   def __init__(self, num_patches, width=1.0, normalization="batch",
-               **kwargs):
+               pooling="global", **kwargs):
     super().__init__(**kwargs)
     _check_normalization(normalization)
+    if pooling not in config_lib.POOLINGS:
+      raise ValueError(f"pooling must be one of {config_lib.POOLINGS}, got "
+                       f"{pooling!r}.")
     self.num_patches = num_patches
     self.width = width
     self.normalization = normalization
+    self.pooling = pooling
     self.channels = backbone_channels(width)
+    self._features = self.channels[-1]
     for i, (channels, (kernel, stride, pool)) in enumerate(
         zip(self.channels, _CONV_LAYOUT)):
       setattr(self, f"block{i + 1}", ConvBlock(
@@ -357,22 +366,30 @@ class PatchBackbone(keras.layers.Layer):
       block.build(shape)
       shape = block.compute_output_shape(shape)
     self.global_pool.build(shape)
+    if self.pooling == "time":
+      self._features = shape[2] * shape[3]  # conv5 bins x channels.
 
   def call(self, patches, training=False):
     num_patches, height, width, channels = patches.shape[1:]
     x = ops.reshape(patches, (-1, height, width, channels))  # [B*n, h, w, c]
     for block in self.blocks:
       x = block(x, training=training)
-    x = self.global_pool(x)  # [B*n, C5]
-    return ops.reshape(x, (-1, num_patches, x.shape[-1]))  # [B, n, C5]
+    if self.pooling == "time":
+      x = ops.mean(x, axis=1)  # [B*n, w5, C5]
+      x = ops.reshape(x, (-1, x.shape[1] * x.shape[2]))  # [B*n, w5 * C5]
+    else:
+      x = self.global_pool(x)  # [B*n, C5]
+    return ops.reshape(x, (-1, num_patches, x.shape[-1]))  # [B, n, features]
 
   def compute_output_shape(self, input_shape):
-    return (input_shape[0], input_shape[1], self.channels[-1])
+    if not self.built:
+      self.build(input_shape)
+    return (input_shape[0], input_shape[1], self._features)
 
   def get_config(self):
     config = super().get_config()
     config.update(num_patches=self.num_patches, width=self.width,
-                  normalization=self.normalization)
+                  normalization=self.normalization, pooling=self.pooling)
     return config
 
 
@@ -383,7 +400,8 @@ def _check_positive(name, value):
 
 def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
                   normalization="batch", channels=1,
-                  input_standardization="example", name="encoder"):
+                  input_standardization="example", pooling="global",
+                  name="encoder"):
   """The CFN encoder: patches -> embedding (the first fully connected layer).
 
   Args:
@@ -397,6 +415,7 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
     channels: channels of a patch (1 for a spectrogram).
     input_standardization: "example" (over all patches of an example) or
       "patch" (each patch on its own); see ExampleStandardization.
+    pooling: "global" or "time" (keeps the bin positions); see PatchBackbone.
     name: model name.
 
   Returns:
@@ -413,9 +432,9 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
                        name="patches")
   x = ExampleStandardization(scope=input_standardization,
                              name="standardize")(inputs)
-  x = PatchBackbone(num_patches, width, normalization,
-                    name="backbone")(x)  # [B, n, C5]
-  x = keras.layers.Flatten(name="concat")(x)  # [B, n * C5]
+  x = PatchBackbone(num_patches, width, normalization, pooling=pooling,
+                    name="backbone")(x)  # [B, n, features]
+  x = keras.layers.Flatten(name="concat")(x)  # [B, n * features]
   embedding = keras.layers.Dense(embedding_dim, activation="relu",
                                  name="fc1_embedding")(x)
   return keras.Model(inputs, embedding, name=name)

@@ -387,3 +387,51 @@ def test_encoder_with_patch_standardization_round_trips():
   assert layer.scope == "patch"
   clone = keras.Model.from_config(encoder.get_config())
   assert clone.get_layer("standardize").scope == "patch"
+
+
+def _backbone_pair(patch_shape=(24, 20), num_patches=3):
+  """PatchBackbones with both poolings and the same weights, built."""
+  shape = (None, num_patches) + patch_shape + (1,)
+  pooled = {}
+  for pooling in ("global", "time"):
+    keras.utils.set_random_seed(3)
+    layer = models.PatchBackbone(num_patches, width=1 / 16,
+                                 normalization="none", pooling=pooling)
+    layer.build(shape)
+    pooled[pooling] = layer
+  pooled["time"].set_weights(pooled["global"].get_weights())
+  return pooled["global"], pooled["time"]
+
+
+def test_time_pooling_keeps_conv5_bin_positions():
+  global_pool, time_pool = _backbone_pair()
+  patches = np.random.default_rng(0).normal(
+      size=(2, 3, 24, 20, 1)).astype(np.float32)
+  # Reference: conv5's map by the blocks themselves, averaged over frames.
+  x = patches.reshape(6, 24, 20, 1)
+  for block in time_pool.blocks:
+    x = block(x)
+  conv5 = np.asarray(x)  # [6, frames5, bins5, C5]
+  bins5, channels5 = conv5.shape[2:]
+  expected = conv5.mean(axis=1).reshape(2, 3, bins5 * channels5)
+  out = np.asarray(time_pool(patches))
+  assert out.shape == (2, 3, bins5 * channels5)
+  assert time_pool.compute_output_shape((None, 3, 24, 20, 1)) == (
+      None, 3, bins5 * channels5)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+  # Averaging its bin positions gives the global pool of the same weights.
+  np.testing.assert_allclose(
+      out.reshape(2, 3, bins5, channels5).mean(axis=2),
+      np.asarray(global_pool(patches)), rtol=1e-5, atol=1e-6)
+  assert bins5 > 1  # Otherwise the test would not tell the two apart.
+
+
+def test_time_pooling_encoder_round_trips_and_is_checked():
+  encoder = models.build_encoder(3, (24, 20), pooling="time", **TINY)
+  assert encoder.get_layer("backbone").pooling == "time"
+  clone = keras.Model.from_config(encoder.get_config())
+  assert clone.get_layer("backbone").pooling == "time"
+  assert clone.get_layer("concat").output.shape == (
+      encoder.get_layer("concat").output.shape)
+  with pytest.raises(ValueError, match="pooling must be one of"):
+    models.build_encoder(3, (24, 20), pooling="freq", **TINY)

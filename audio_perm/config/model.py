@@ -19,6 +19,7 @@ REGULARIZATIONS = ("l2", "kl")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 NORMALIZATIONS = ("example", "batch", "none")
 STANDARDIZATIONS = ("example", "patch")
+POOLINGS = ("global", "time")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
               "tpu")
 
@@ -106,6 +107,11 @@ class EncoderConfig:
       "or each patch on its own (removes level, a shortcut for ordering "
       "frequency bands, from the pretext task and from the embedding).",
       choices=STANDARDIZATIONS)
+  pooling: str = leaf(
+      "global", "enum", "How each patch's last conv map becomes its "
+      "features: averaged over frames and bins (global) or over frames only "
+      "(time), which keeps the frequency position inside the patch (pitch) "
+      "at a larger fc1.", choices=POOLINGS)
 
   def validate(self):
     check_fields(self)
@@ -128,13 +134,19 @@ class EncoderConfig:
     """From a flat dict (encoder_config.json, flags.json); extra keys ignored."""
     return unflatten(cls, values)
 
-  def build_keras_encoder(self, name="encoder"):
-    """A fresh patches -> embedding keras.Model (models.build_encoder)."""
+  def build_keras_encoder(self, name="encoder", patch_shape=None):
+    """A fresh patches -> embedding keras.Model (models.build_encoder).
+
+    patch_shape: (patch_frames, patch_bins) instead of the frontend's.
+    """
     from audio_perm import models  # pylint: disable=g-import-not-at-top
     return models.build_encoder(
-        self.frontend.num_patches, self.patch_shape(), width=self.width,
-        embedding_dim=self.embedding_dim, normalization=self.normalization,
-        input_standardization=self.input_standardization, name=name)
+        self.frontend.num_patches,
+        self.patch_shape() if patch_shape is None else patch_shape,
+        width=self.width, embedding_dim=self.embedding_dim,
+        normalization=self.normalization,
+        input_standardization=self.input_standardization,
+        pooling=self.pooling, name=name)
 
 
 # --------------------------------------------------------------- objective

@@ -157,15 +157,7 @@ class Trainer:
       objective = objectives_lib.from_config(config.objective,
                                              config.frontend.num_patches)
     keras.utils.set_random_seed(config.seed)
-    if patch_shape is None:
-      encoder = config.encoder.build_keras_encoder()
-    else:
-      encoder = models.build_encoder(
-          config.frontend.num_patches, patch_shape,
-          width=config.encoder.width,
-          embedding_dim=config.encoder.embedding_dim,
-          normalization=config.encoder.normalization,
-          input_standardization=config.encoder.input_standardization)
+    encoder = config.encoder.build_keras_encoder(patch_shape=patch_shape)
     return models.build_pretext_model(encoder, objective.head_size), encoder
 
   # --- the step -------------------------------------------------------------
