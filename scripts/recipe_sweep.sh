@@ -28,11 +28,15 @@ declare -A SETTINGS=(
   [tf_patchstd_lr1e-5]="--patching=time_frequency --input_standardization=patch --learning_rate=1e-5"
   [tf_jitter_lr1e-4]="--patching=time_frequency $JITTER --learning_rate=1e-4"
   [time_patchstd_lr1e-5]="--patching=time --input_standardization=patch --learning_rate=1e-5"
+  # Round 3: conv5 averaged over frames only (bin positions kept).
+  [tp_patchstd_lr1e-5]="--pooling=time --input_standardization=patch --learning_rate=1e-5"
+  [tp_jitter_gap11_lr1e-4]="--pooling=time $JITTER --patch_gap=11 --learning_rate=1e-4"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
   2) ORDER=(patchstd_lr1e-12 tf_patchstd_lr1e-5 tf_jitter_lr1e-4 time_patchstd_lr1e-5) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 and 2." >&2; exit 2 ;;
+  3) ORDER=(tp_patchstd_lr1e-5 tp_jitter_gap11_lr1e-4) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1, 2 and 3." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 
