@@ -39,6 +39,7 @@ if __name__ == "__main__":
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
 import json
+import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -73,13 +74,14 @@ def embedding_statistics(features):
           "effective_rank": rank}
 
 
-def layer_encoders(keras_encoder, config, prefix):
+def layer_encoders(keras_encoder, config, prefix, twin=None):
   """FrozenEncoders "<prefix>/conv" and "<prefix>/fc1" of a CFN encoder.
 
   Args:
     keras_encoder: a models.build_encoder model.
     config: its export.EncoderConfig (the waveform frontend).
     prefix: name prefix.
+    twin: optional name prefix of its random twin (kept in the description).
   """
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -99,8 +101,11 @@ def layer_encoders(keras_encoder, config, prefix):
   for index, layer in enumerate(LAYERS):
     def embed(waveforms, index=index):
       return layers(waveforms)[index]
+    description = {"kind": "layer", "layer": layer}
+    if twin is not None:
+      description["twin"] = twin
     encoders.append(evaluation.FrozenEncoder(
-        f"{prefix}/{layer}", embed, {"kind": "layer", "layer": layer}))
+        f"{prefix}/{layer}", embed, description))
   return encoders
 
 
@@ -120,17 +125,19 @@ def run_encoders(model_dir, compare_random=True, twins=None):
   from audio_perm import training  # pylint: disable=g-import-not-at-top
   from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
   trained, config = training.load_trained_encoder(model_dir)
-  encoders = layer_encoders(trained, config, f"{model_dir} trained")
-  if compare_random:
-    seed = checkpoints.read_flags(model_dir).seed
-    key = json.dumps([config.to_dict(), seed], sort_keys=True)
-    if twins is not None and key in twins:
-      return encoders
-    twin = export.random_encoder(config, seed=seed).encoder
-    encoders = layer_encoders(twin, config, f"{model_dir} random") + encoders
-    if twins is not None:
-      twins[key] = model_dir
-  return encoders
+  if not compare_random:
+    return layer_encoders(trained, config, f"{model_dir} trained")
+  seed = checkpoints.read_flags(model_dir).seed
+  key = json.dumps([config.to_dict(), seed], sort_keys=True)
+  if twins is not None and key in twins:  # Named after an earlier run.
+    return layer_encoders(trained, config, f"{model_dir} trained",
+                          twin=f"{twins[key]} random")
+  twin = export.random_encoder(config, seed=seed).encoder
+  if twins is not None:
+    twins[key] = model_dir
+  return (layer_encoders(twin, config, f"{model_dir} random") +
+          layer_encoders(trained, config, f"{model_dir} trained",
+                         twin=f"{model_dir} random"))
 
 
 def energy_rule_accuracy(dataset_dir, patching="frequency", num_patches=10,
@@ -256,6 +263,8 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
   for encoder in encoders:
     prefix, layer = encoder.name.rsplit("/", 1)
     row = {"encoder": prefix, "layer": layer}
+    if "twin" in encoder.description:
+      row["twin"] = encoder.description["twin"]
     row.update(embedding_statistics(run.subset_features(
         encoder.name, tasks[0], config.num_labeled, 0)))
     for task in tasks:
@@ -263,8 +272,87 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
         values = run.values(encoder.name, task, head.metric,
                             config.num_labeled)
         row[f"{task}/{head.metric}"] = float(np.mean(values))
+        row.setdefault("seed_values", {})[f"{task}/{head.metric}"] = [
+            float(v) for v in values]
     rows.append(row)
   return rows
+
+
+_SEED_SUFFIX = re.compile(r"_s\d+$")
+
+
+def settings_summary(rows):
+  """Rows of several runs grouped by setting, each against its twins.
+
+  A run's setting is its folder's name without a trailing `_s<seed>` (the
+  sweep's naming: `patchstd_lr1e-5_s0`, `patchstd_lr1e-5_s1`); each trained
+  run is paired with its own random twin (the row named after it, or after
+  the first run of the same architecture and seed).
+
+  Returns:
+    One dict per (setting, layer, kind) with kind "random", "trained" or
+    "trained - random": "runs", and per metric its mean over runs, "std"
+    over the runs' seed means and, for "random"/"trained", "pooled_std" over
+    every (run, probe seed) value.
+  """
+  by_name = {(row["encoder"], row["layer"]): row for row in rows}
+  groups = {}
+  for row in rows:
+    run, kind = row["encoder"].rsplit(" ", 1)
+    if kind != "trained":
+      continue
+    layer = row["layer"]
+    twin = by_name.get((row.get("twin", f"{run} random"), layer))
+    setting = _SEED_SUFFIX.sub("", os.path.basename(run.rstrip("/")))
+    groups.setdefault((setting, layer), []).append((row, twin))
+  metrics = [k for k in rows[0] if "/" in k and k != "seed_values"]
+  summary = []
+  for (setting, layer), pairs in groups.items():
+    for kind in ("random", "trained", "trained - random"):
+      out = {"setting": setting, "layer": layer, "kind": kind,
+             "runs": len(pairs)}
+      for metric in metrics:
+        if kind == "trained - random":
+          if any(twin is None for _, twin in pairs):
+            continue
+          values = [row[metric] - twin[metric] for row, twin in pairs]
+          pooled = None
+        else:
+          chosen = [row if kind == "trained" else twin for row, twin in pairs]
+          if any(r is None for r in chosen):
+            continue
+          values = [r[metric] for r in chosen]
+          every = [v for r in chosen
+                   for v in r.get("seed_values", {}).get(metric, [])]
+          pooled = float(np.std(every, ddof=1)) if len(every) > 1 else None
+        out[metric] = float(np.mean(values))
+        out[f"{metric} std"] = (float(np.std(values, ddof=1))
+                                if len(values) > 1 else None)
+        if pooled is not None:
+          out[f"{metric} pooled_std"] = pooled
+      summary.append(out)
+  return summary
+
+
+def summary_table(summary):
+  """settings_summary's rows as markdown: mean +- std over runs."""
+  metrics = [k for k in summary[0] if "/" in k and not k.endswith("std")]
+  header = ["setting", "layer", "encoder", "runs"] + metrics
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in summary:
+    cells = [row["setting"], row["layer"], row["kind"], str(row["runs"])]
+    for metric in metrics:
+      if metric not in row:
+        cells.append("-")
+        continue
+      digits = 1 if metric.endswith("mse") else 3
+      sign = "+" if row["kind"] == "trained - random" else ""
+      text = f"{row[metric]:{sign}.{digits}f}"
+      if row.get(f"{metric} std") is not None:
+        text += f" +- {row[f'{metric} std']:.{digits}f}"
+      cells.append(text)
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
 
 
 def markdown_table(rows):
@@ -303,6 +391,11 @@ def main(argv=None):
                     "to report the partial-ranks accuracy, on the valid "
                     "split, of ranking patches by mean log magnitude.")
   flags.DEFINE_string("json", None, "Also write the rows as JSON here.")
+  flags.DEFINE_list("summarize", [],
+                    "Instead of diagnosing: --json files of earlier calls, "
+                    "whose runs are grouped by setting (folder name without "
+                    "_s<seed>) and printed as mean +- std over runs, trained, "
+                    "random twin and their paired difference.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
   flags_ = flags.FLAGS
 
@@ -316,6 +409,18 @@ def main(argv=None):
     if unknown:
       raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from "
                        f"{sorted(evaluation.TASKS)}.")
+    if flags_.summarize:
+      rows = []
+      for path in flags_.summarize:
+        try:
+          with open(path) as f:
+            rows += json.load(f)["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+          raise ValueError(f"--summarize: {path} is not a diagnostics --json "
+                           f"file with rows ({type(error).__name__}: "
+                           f"{error}).") from None
+      print(summary_table(settings_summary(rows)), flush=True)
+      return
     schemes = [parse_scheme(text) for text in flags_.energy_rule]
     if not flags_.model_dir and not schemes:
       raise ValueError("Nothing to do: give --model_dir (a train.py run, "

@@ -102,7 +102,13 @@ def test_diagnose_reports_every_layer_of_both_encoders(tiny_run,
   assert len(diagnostics.run_encoders(model_dir, twins={})) == 4
   twins = {}
   diagnostics.run_encoders(model_dir, twins=twins)
-  assert len(diagnostics.run_encoders(model_dir, twins=twins)) == 2
+  shared = diagnostics.run_encoders(model_dir, twins=twins)
+  assert len(shared) == 2
+  assert {e.description["twin"] for e in shared} == {f"{model_dir} random"}
+  for row in rows:
+    assert len(row["seed_values"]["pitch/mse"]) == 1  # One probe seed.
+    assert row.get("twin") == (f"{model_dir} random"
+                               if row["encoder"].endswith("trained") else None)
   table = diagnostics.markdown_table(rows)
   assert table.count("\n") == len(rows) + 1
   assert "| eff. rank |" in table
@@ -203,3 +209,52 @@ def test_command_line_energy_rule_alone(rendered_dataset_dir, tmp_path):
   assert nothing.returncode == 2
   assert nothing.stderr.strip().splitlines()[-1].startswith(
       "audio_perm.diagnostics: error: Nothing to do")
+
+
+def _row(encoder, layer, family, seed_values, twin=None):
+  row = {"encoder": encoder, "layer": layer, "dim": 4, "alive": 1.0,
+         "effective_rank": 2.0, "instrument_family/accuracy": family,
+         "seed_values": {"instrument_family/accuracy": seed_values}}
+  if twin:
+    row["twin"] = twin
+  return row
+
+
+def test_settings_summary_pairs_each_run_with_its_own_twin():
+  rows = [
+      _row("sweep/a_s0 random", "conv", 0.50, [0.49, 0.51]),
+      _row("sweep/a_s0 trained", "conv", 0.60, [0.58, 0.62],
+           twin="sweep/a_s0 random"),
+      _row("sweep/a_s1 random", "conv", 0.40, [0.40, 0.40]),
+      _row("sweep/a_s1 trained", "conv", 0.70, [0.69, 0.71]),  # Own twin.
+      # Same architecture and seed as a_s0: its twin is a_s0's.
+      _row("sweep/b_s0 trained", "conv", 0.55, [0.55, 0.55],
+           twin="sweep/a_s0 random"),
+  ]
+  summary = {(r["setting"], r["kind"]): r
+             for r in diagnostics.settings_summary(rows)}
+  key = "instrument_family/accuracy"
+  a = summary[("a", "trained")]
+  assert a["runs"] == 2 and a[key] == pytest.approx(0.65)
+  assert a[f"{key} std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+  assert a[f"{key} pooled_std"] == pytest.approx(
+      np.std([0.58, 0.62, 0.69, 0.71], ddof=1))
+  assert summary[("a", "random")][key] == pytest.approx(0.45)
+  difference = summary[("a", "trained - random")]
+  assert difference[key] == pytest.approx(0.2)  # (0.1 + 0.3) / 2, paired.
+  assert difference[f"{key} std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+  assert summary[("b", "trained - random")][key] == pytest.approx(0.05)
+  assert summary[("b", "trained")][f"{key} std"] is None  # One run.
+  table = diagnostics.summary_table(diagnostics.settings_summary(rows))
+  assert "| a | conv | trained - random | 2 | +0.200 +- 0.141 |" in table
+
+
+def test_command_line_summarize_refuses_a_file_without_rows(tmp_path):
+  path = tmp_path / "not_rows.json"
+  path.write_text("[1, 2]")
+  result = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics",
+       f"--summarize={path}"], capture_output=True, text=True)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert str(path) in last and "Traceback" not in result.stderr
