@@ -31,12 +31,15 @@ declare -A SETTINGS=(
   # Round 3: conv5 averaged over frames only (bin positions kept).
   [tp_patchstd_lr1e-5]="--pooling=time --input_standardization=patch --learning_rate=1e-5"
   [tp_jitter_gap11_lr1e-4]="--pooling=time $JITTER --patch_gap=11 --learning_rate=1e-4"
+  # Round 4: round 1's jitter setting with no weight change (BatchNorm only).
+  [jitter_gap11_lr1e-12]="$JITTER --patch_gap=11 --learning_rate=1e-12"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
   2) ORDER=(patchstd_lr1e-12 tf_patchstd_lr1e-5 tf_jitter_lr1e-4 time_patchstd_lr1e-5) ;;
   3) ORDER=(tp_patchstd_lr1e-5 tp_jitter_gap11_lr1e-4) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1, 2 and 3." >&2; exit 2 ;;
+  4) ORDER=(jitter_gap11_lr1e-12) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 4." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 

@@ -91,6 +91,23 @@ def warn_if_onednn_off():
       "2x longer; import audio_perm first or set TF_ENABLE_ONEDNN_OPTS=1.")
 
 
+def multi_replica_determinism_warning(num_replicas):
+  """The warning for --deterministic on several CPU replicas with oneDNN on.
+
+  Two 2-replica runs of the same seed with oneDNN's kernels differed in the
+  last bits once in a few tries (the replicas' ops share the intra-op
+  threads); with TF_ENABLE_ONEDNN_OPTS=0 they are bit-identical
+  (tests/training/test_determinism.py). None when this does not apply.
+  """
+  if (num_replicas < 2 or tf.config.list_logical_devices("GPU") or
+      not onednn_enabled()):
+    return None
+  return (f"deterministic: {num_replicas} CPU replicas with TensorFlow's "
+          "oneDNN kernels may differ from another run in the last bits; set "
+          "TF_ENABLE_ONEDNN_OPTS=0 before starting for bit-identical "
+          "multi-replica runs (steps about 2x slower).")
+
+
 class Trainer:
   """Model, optimizer, checkpoint and the distributed train function.
 
@@ -107,6 +124,11 @@ class Trainer:
       enable_determinism()
     warn_if_onednn_off()
     self.strategy = strategy or tf.distribute.get_strategy()
+    if config.deterministic:
+      warning = multi_replica_determinism_warning(
+          self.strategy.num_replicas_in_sync)
+      if warning:
+        logging.warning(warning)
     self.objective = objectives_lib.from_config(
         config.objective, config.frontend.num_patches)
     self.encoder_config = config.encoder

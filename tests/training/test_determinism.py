@@ -86,7 +86,10 @@ def test_same_seed_gives_bit_identical_checkpoints_and_embeddings(
   proc = subprocess.run(
       [sys.executable, str(script), json.dumps(values), str(replicas),
        str(out)], capture_output=True, text=True, timeout=900,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+      # Several replicas are bit-identical with oneDNN off only (the
+      # trainer warns; multi_replica_determinism_warning).
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               **({"TF_ENABLE_ONEDNN_OPTS": "0"} if replicas > 1 else {})))
   assert proc.returncode == 0, proc.stderr[-3000:]
   arrays = np.load(out)
   runs = {run: {k.split("|", 1)[1]: arrays[k] for k in arrays.files
@@ -121,3 +124,13 @@ def test_a_resumed_run_is_reproducible(tiny_config, rendered_dataset_dir,
   _assert_identical(*finals)
   assert os.path.basename(tf.train.latest_checkpoint(
       str(tmp_path / "r1"))) == "ckpt-4"
+
+
+def test_multi_replica_determinism_warning_names_the_fix(monkeypatch):
+  from audio_perm.training import trainer  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(trainer, "onednn_enabled", lambda: True)
+  assert trainer.multi_replica_determinism_warning(1) is None
+  warning = trainer.multi_replica_determinism_warning(2)
+  assert "2 CPU replicas" in warning and "TF_ENABLE_ONEDNN_OPTS=0" in warning
+  monkeypatch.setattr(trainer, "onednn_enabled", lambda: False)
+  assert trainer.multi_replica_determinism_warning(2) is None
