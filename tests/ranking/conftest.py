@@ -131,16 +131,43 @@ def _value_and_vjp(fn, x, upstream, **kwargs):
   return y.numpy(), tape.gradient(y, x, output_gradients=upstream).numpy()
 
 
+def _blocks(starts):
+  """bool [n] block starts -> [(start, end), ...]."""
+  first = list(np.flatnonzero(starts))
+  return list(zip(first, first[1:] + [len(starts)]))
+
+
+# Non-increasing rows whose suffix masses overflow or underflow when summed
+# naively; the second row restarts where the first ends.
+_SUFFIX_MASS_ROWS = np.array(
+    [[3.0, 2.0, 2.0, -1e3, -1e3 - 1.0, -1e30, -1e30],
+     [1e30, 1e30, 0.5, 0.0, -0.5, -1.0, -2.0]])
+
+
+def _suffix_mass_case():
+  """(rows [2, 7], g [2, 8]): g_j = sum_{p >= j} exp(a_p - a_j), g_n = 0."""
+  a = _SUFFIX_MASS_ROWS
+  expected = np.zeros((a.shape[0], a.shape[1] + 1))
+  for row in range(a.shape[0]):
+    for j in range(a.shape[1]):
+      expected[row, j] = np.exp(a[row, j:] - a[row, j]).sum()
+  return a.copy(), expected
+
+
 @pytest.fixture(scope="session")
 def pav():
   """The numpy reference: .decreasing (PAV), .soft_rank, .soft_sort.
 
   pav.soft_rank(row, direction, strength, regularization) and pav.soft_sort
   return (output [n], vjp), vjp mapping an upstream [n] to the gradient [n].
+  pav.blocks(starts) lists a block-start mask's (start, end) pairs;
+  pav.suffix_mass_case() gives rows and their suffix masses, brute force.
   """
   return types.SimpleNamespace(decreasing=pav_decreasing,
                                soft_rank=ref_soft_rank,
-                               soft_sort=ref_soft_sort)
+                               soft_sort=ref_soft_sort,
+                               blocks=_blocks,
+                               suffix_mass_case=_suffix_mass_case)
 
 
 @pytest.fixture(scope="session")

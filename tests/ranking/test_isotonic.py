@@ -15,12 +15,6 @@ from audio_perm import ranking
 from audio_perm.ranking import isotonic
 
 
-def _blocks(starts):
-  """bool [n] block starts -> [(start, end), ...]."""
-  first = list(np.flatnonzero(starts))
-  return list(zip(first, first[1:] + [len(starts)]))
-
-
 def _l2_fit(y, n):
   """Decreasing l2 isotonic fit of [M, n] rows: (solution, starts)."""
   range_values, block_mean = isotonic.mean_values(y, tf.float64)
@@ -40,7 +34,7 @@ def test_l2_partition_matches_sequential_pav(n, pav):
     np.testing.assert_allclose(solution[row], expected, rtol=1e-10,
                                atol=1e-10)
     if row < 3:  # without ties the partition is unique
-      assert _blocks(starts[row].numpy()) == blocks
+      assert pav.blocks(starts[row].numpy()) == blocks
   # The same with n unknown when traced.
   unknown = tf.function(lambda v: _l2_fit(v, None)[0],
                         input_signature=[tf.TensorSpec([None, None],
@@ -63,7 +57,7 @@ def test_kl_partition_and_block_logsumexp_match_sequential_pav(pav):
   solution = lse_a - isotonic.block_logsumexp(b_t, start, end).numpy()
   for row in range(4):
     expected, blocks = pav.decreasing(a[row], b[row], "kl")
-    assert _blocks(starts[row].numpy()) == blocks
+    assert pav.blocks(starts[row].numpy()) == blocks
     np.testing.assert_allclose(solution[row], expected, rtol=1e-10,
                                atol=1e-10)
     for first, last in blocks:
@@ -83,14 +77,8 @@ def test_block_bounds_and_segment_sum():
                              [[6, 6, 6, 9, 9, 6, 7], [28] * 7])
 
 
-def test_suffix_mass_has_no_overflow_or_underflow():
-  # g_j = sum_{p >= j} exp(a_p - a_j) for non-increasing rows, g_n = 0.
-  a = np.array([[3.0, 2.0, 2.0, -1e3, -1e3 - 1.0, -1e30, -1e30],
-                [1e30, 1e30, 0.5, 0.0, -0.5, -1.0, -2.0]])
-  expected = np.zeros((2, 8))
-  for row in range(2):
-    for j in range(7):
-      expected[row, j] = np.exp(a[row, j:] - a[row, j]).sum()
+def test_suffix_mass_has_no_overflow_or_underflow(pav):
+  a, expected = pav.suffix_mass_case()
   np.testing.assert_allclose(isotonic.suffix_mass(tf.constant(a)), expected,
                              rtol=1e-12)
   # An unknown n takes the log-sum-exp branch. It is exact for moderate

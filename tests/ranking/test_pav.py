@@ -15,12 +15,6 @@ from audio_perm.ranking import pav as loop  # `pav` is the reference fixture
 from audio_perm.ranking import rowwise
 
 
-def _blocks(starts):
-  """bool [n] block starts -> [(start, end), ...]."""
-  first = list(np.flatnonzero(starts))
-  return list(zip(first, first[1:] + [len(starts)]))
-
-
 def _rows(n, seed):
   """[5, n]: scales 0.1 to 30, ties, and one row that is all one block."""
   rng = np.random.default_rng(seed)
@@ -40,7 +34,7 @@ def test_l2_matches_sequential_pav(n, pav):
   starts = tf.function(_l2_starts, jit_compile=True)(tf.constant(y))
   for row in range(len(y)):
     _, blocks = pav.decreasing(y[row])
-    assert _blocks(starts[row].numpy()) == blocks, row
+    assert pav.blocks(starts[row].numpy()) == blocks, row
   # The min-max partition of the short-row path agrees.
   range_values, _ = isotonic.mean_values(tf.constant(y), tf.float64)
   np.testing.assert_array_equal(
@@ -52,7 +46,7 @@ def test_rows_do_not_share_blocks(pav):
   # values are above the first's: pooled across rows they would merge.
   y = np.stack([np.arange(9.0), np.arange(9.0) + 100.0, -np.arange(9.0)])
   starts = _l2_starts(tf.constant(y)).numpy()
-  assert [_blocks(row) for row in starts] == [
+  assert [pav.blocks(row) for row in starts] == [
       [(0, 9)], [(0, 9)], [(k, k + 1) for k in range(9)]]
 
 
@@ -87,18 +81,11 @@ def test_kl_matches_sequential_pav(pav):
     starts = loop.block_starts(value, 4, n)
     for row in range(4):
       _, blocks = pav.decreasing(a[row], b, "kl")
-      assert _blocks(starts[row].numpy()) == blocks, row
+      assert pav.blocks(starts[row].numpy()) == blocks, row
 
 
-def test_suffix_mass_matches_doubling():
-  # g_j = sum_{p >= j} exp(a_p - a_j) for non-increasing rows, g_n = 0; the
-  # second row restarts where the first ends.
-  a = np.array([[3.0, 2.0, 2.0, -1e3, -1e3 - 1.0, -1e30, -1e30],
-                [1e30, 1e30, 0.5, 0.0, -0.5, -1.0, -2.0]])
-  expected = np.zeros((2, 8))
-  for row in range(2):
-    for j in range(7):
-      expected[row, j] = np.exp(a[row, j:] - a[row, j]).sum()
+def test_suffix_mass_matches_doubling(pav):
+  a, expected = pav.suffix_mass_case()
   got = tf.function(loop.suffix_mass, jit_compile=True)(tf.constant(a))
   np.testing.assert_allclose(got, expected, rtol=1e-12)
   np.testing.assert_allclose(got, isotonic.suffix_mass(tf.constant(a)),
