@@ -343,7 +343,6 @@ class PatchBackbone(keras.layers.Layer):
     self.normalization = normalization
     self.pooling = pooling
     self.channels = backbone_channels(width)
-    self._features = self.channels[-1]
     for i, (channels, (kernel, stride, pool)) in enumerate(
         zip(self.channels, _CONV_LAYOUT)):
       setattr(self, f"block{i + 1}", ConvBlock(
@@ -366,8 +365,6 @@ class PatchBackbone(keras.layers.Layer):
       block.build(shape)
       shape = block.compute_output_shape(shape)
     self.global_pool.build(shape)
-    if self.pooling == "time":
-      self._features = shape[2] * shape[3]  # conv5 bins x channels.
 
   def call(self, patches, training=False):
     num_patches, height, width, channels = patches.shape[1:]
@@ -382,9 +379,12 @@ class PatchBackbone(keras.layers.Layer):
     return ops.reshape(x, (-1, num_patches, x.shape[-1]))  # [B, n, features]
 
   def compute_output_shape(self, input_shape):
-    if not self.built:
-      self.build(input_shape)
-    return (input_shape[0], input_shape[1], self._features)
+    batch, num_patches, height, width, channels = input_shape
+    shape = (None, height, width, channels)
+    for block in self.blocks:
+      shape = block.compute_output_shape(shape)  # Ends at conv5's map.
+    features = shape[2] * shape[3] if self.pooling == "time" else shape[3]
+    return (batch, num_patches, features)
 
   def get_config(self):
     config = super().get_config()
