@@ -281,6 +281,16 @@ def diagnose(config: DiagnosticsConfig) -> List[Dict]:
 _SEED_SUFFIX = re.compile(r"_s\d+$")
 
 
+def _metrics(row):
+  """A row's "task/metric" keys, in order (not their std or seed values)."""
+  return [k for k in row if "/" in k and not k.endswith("std")]
+
+
+def _format(metric, value, sign=""):
+  """MSE with one decimal, accuracies with three."""
+  return f"{value:{sign}.{1 if metric.endswith('mse') else 3}f}"
+
+
 def settings_summary(rows):
   """Rows of several runs grouped by setting, each against its twins.
 
@@ -305,7 +315,7 @@ def settings_summary(rows):
     twin = by_name.get((row.get("twin", f"{run} random"), layer))
     setting = _SEED_SUFFIX.sub("", os.path.basename(run.rstrip("/")))
     groups.setdefault((setting, layer), []).append((row, twin))
-  metrics = [k for k in rows[0] if "/" in k and k != "seed_values"]
+  metrics = _metrics(rows[0])
   summary = []
   for (setting, layer), pairs in groups.items():
     for kind in ("random", "trained", "trained - random"):
@@ -336,7 +346,7 @@ def settings_summary(rows):
 
 def summary_table(summary):
   """settings_summary's rows as markdown: mean +- std over runs."""
-  metrics = [k for k in summary[0] if "/" in k and not k.endswith("std")]
+  metrics = _metrics(summary[0])
   header = ["setting", "layer", "encoder", "runs"] + metrics
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for row in summary:
@@ -345,11 +355,10 @@ def summary_table(summary):
       if metric not in row:
         cells.append("-")
         continue
-      digits = 1 if metric.endswith("mse") else 3
       sign = "+" if row["kind"] == "trained - random" else ""
-      text = f"{row[metric]:{sign}.{digits}f}"
+      text = _format(metric, row[metric], sign)
       if row.get(f"{metric} std") is not None:
-        text += f" +- {row[f'{metric} std']:.{digits}f}"
+        text += " +- " + _format(metric, row[f"{metric} std"])
       cells.append(text)
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -357,15 +366,14 @@ def summary_table(summary):
 
 def markdown_table(rows):
   """The rows as a markdown table."""
-  metrics = [k for k in rows[0] if "/" in k]
+  metrics = _metrics(rows[0])
   header = ["encoder", "layer", "dim", "alive", "eff. rank"] + metrics
   lines = ["| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
   for row in rows:
     cells = [row["encoder"], row["layer"], str(row["dim"]),
              f"{row['alive']:.2f}", f"{row['effective_rank']:.1f}"]
-    cells += [f"{row[m]:.1f}" if m.endswith("mse") else f"{row[m]:.3f}"
-              for m in metrics]
+    cells += [_format(m, row[m]) for m in metrics]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
