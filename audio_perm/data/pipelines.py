@@ -349,7 +349,6 @@ def pretext_dataset(data_dir=None,
     ds = ds.map(parse_and_make, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic)
     ds = ds.filter(lambda patches, label, finite: finite)
-    ds = ds.map(lambda patches, label, finite: (patches, label))
     # Repeat after the filter: an epoch with nothing left ends the dataset
     # instead of looping forever.
     if repeat:
@@ -357,6 +356,8 @@ def pretext_dataset(data_dir=None,
     ds = ds.batch(per_replica_batch, drop_remainder=True,
                   num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=deterministic)
+    # The (all true) finite flags go once per batch, not by a map per example.
+    ds = ds.map(lambda patches, label, finite: (patches, label))
   else:
     ds = ds.map(lambda r, p, i: records_lib.parse_audio(r, p, num_samples, i),
                 num_parallel_calls=tf.data.AUTOTUNE,
