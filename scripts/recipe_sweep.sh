@@ -33,13 +33,21 @@ declare -A SETTINGS=(
   [tp_jitter_gap11_lr1e-4]="--pooling=time $JITTER --patch_gap=11 --learning_rate=1e-4"
   # Round 4: round 1's jitter setting with no weight change (BatchNorm only).
   [jitter_gap11_lr1e-12]="$JITTER --patch_gap=11 --learning_rate=1e-12"
+  # Round 5: time-frequency tiles (the strongest twins) with jitter, pulled
+  # towards their initialisation (init_decay; the per-weight gradients at
+  # the start are 0.04-1.8, so the pull bounds the drift at ~0.01 and
+  # ~0.001), and their weightless control.
+  [tf_jitter_decay10_lr1e-4]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-4"
+  [tf_jitter_decay100_lr1e-4]="--patching=time_frequency $JITTER --init_decay=100 --learning_rate=1e-4"
+  [tf_jitter_lr1e-12]="--patching=time_frequency $JITTER --learning_rate=1e-12"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
   2) ORDER=(patchstd_lr1e-12 tf_patchstd_lr1e-5 tf_jitter_lr1e-4 time_patchstd_lr1e-5) ;;
   3) ORDER=(tp_patchstd_lr1e-5 tp_jitter_gap11_lr1e-4) ;;
   4) ORDER=(jitter_gap11_lr1e-12) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 4." >&2; exit 2 ;;
+  5) ORDER=(tf_jitter_decay10_lr1e-4 tf_jitter_decay100_lr1e-4 tf_jitter_lr1e-12) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 5." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 

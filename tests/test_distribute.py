@@ -36,11 +36,12 @@ def _fixed_batches(objective, num_batches=2):
   return patches, target
 
 
-def _first_updates(strategy, objective, normalization, steps=2):
+def _first_updates(strategy, objective, normalization, steps=2, init_decay=0.0):
   config = training.TrainConfig().replace(
       objective=objective, num_patches=NUM_PATCHES, batch_size=GLOBAL_BATCH,
       optimizer="sgd", learning_rate=0.05, width=1 / 16, embedding_dim=8,
-      normalization=normalization, num_permutations=6, seed=3)
+      normalization=normalization, num_permutations=6, seed=3,
+      init_decay=init_decay)
   trainer = training.Trainer(config, strategy, patch_shape=PATCH_SHAPE)
   patches, target = _fixed_batches(objective)
 
@@ -61,19 +62,24 @@ def _first_updates(strategy, objective, normalization, steps=2):
   return before, after, losses
 
 
-@pytest.mark.parametrize("objective,normalization", [
-    pytest.param("soft_rank", "example", marks=pytest.mark.slow),
-    pytest.param("classification", "example", marks=pytest.mark.slow),
+@pytest.mark.parametrize("objective,normalization,init_decay", [
+    pytest.param("soft_rank", "example", 0.0, marks=pytest.mark.slow),
+    pytest.param("classification", "example", 0.0, marks=pytest.mark.slow),
     # Synchronised BatchNorm also gives the same update.
-    pytest.param("mse", "batch", marks=pytest.mark.slow),
+    pytest.param("mse", "batch", 0.0, marks=pytest.mark.slow),
+    # The pull towards the initial weights (second step) is added once per
+    # update, not once per replica.
+    pytest.param("mse", "batch", 10.0, marks=pytest.mark.slow),
 ])
 def test_one_and_two_replicas_give_the_same_updates(objective, normalization,
-                                                    two_replicas):
+                                                    init_decay, two_replicas):
   one = tf.distribute.OneDeviceStrategy("/cpu:0")
   two = two_replicas
   assert two.num_replicas_in_sync == 2
-  before1, after1, losses1 = _first_updates(one, objective, normalization)
-  before2, after2, losses2 = _first_updates(two, objective, normalization)
+  before1, after1, losses1 = _first_updates(one, objective, normalization,
+                                            init_decay=init_decay)
+  before2, after2, losses2 = _first_updates(two, objective, normalization,
+                                            init_decay=init_decay)
   for b1, b2 in zip(before1, before2):
     np.testing.assert_array_equal(b1, b2)  # Same initialisation.
   np.testing.assert_allclose(losses1, losses2, rtol=1e-5)

@@ -206,3 +206,8 @@ class OptimizerConfig:
                     choices=OPTIMIZERS)
   learning_rate: float = leaf(1e-3, "float", "Constant learning rate (the "
                                "paper: 1e-6).", check="positive")
+  init_decay: float = leaf(
+      0.0, "float", "Pull the weights towards their random initialisation: "
+      "adds init_decay/2 * sum((w - w0)^2) over every trainable weight to "
+      "the loss (L2-SP; an anti-collapse option outside the paper, see "
+      "docs/recipe_sweep.md). 0: off.", check="nonnegative")

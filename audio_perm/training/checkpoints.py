@@ -75,7 +75,8 @@ def check_model_dir(config, overwrite=False, write=True):
   """
   path = os.path.join(config.model_dir, FLAGS_FILENAME)
   if tf.io.gfile.exists(path):
-    saved = read_json(path)
+    # A flag that the run's flags.json predates held its default then.
+    saved = dict(config_lib.TrainConfig().to_dict(), **read_json(path))
     current = config.to_dict()
     diffs = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
              for k in sorted(set(saved) | set(current))

@@ -10,7 +10,9 @@ saved by path.
 The step: each replica computes its per-example losses on its share of the
 batch and divides their sum by the GLOBAL batch size; the optimizer
 all-reduces the gradients with a SUM, so the update is that of the mean loss
-over the global batch for any number of replicas.
+over the global batch for any number of replicas. With init_decay, the
+penalty init_decay/2 * sum((w - w0)^2) towards the initial weights joins the
+loss that is differentiated (not the one reported).
 """
 
 from absl import logging
@@ -157,12 +159,18 @@ class Trainer:
         self.step = tf.Variable(
             0, dtype=tf.int64, trainable=False, name="step",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.anchors = (self._make_anchors(self.model)
+                        if config.optimizer.init_decay else None)
     finally:
       keras.mixed_precision.set_global_policy(previous_policy)
     # Every model variable (BatchNorm statistics included) is tracked under
-    # model/; the optimizer's slots under optimizer/.
-    self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.optimizer, step=self.step)
+    # model/; the optimizer's slots under optimizer/; with init_decay the
+    # initial weights under anchors/ (a resumed run pulls towards the first
+    # initialisation, not towards the weights it resumed from).
+    tracked = dict(model=self.model, optimizer=self.optimizer, step=self.step)
+    if self.anchors is not None:
+      tracked["anchors"] = self.anchors
+    self.checkpoint = tf.train.Checkpoint(**tracked)
     self._train_function = None
 
   @staticmethod
@@ -182,6 +190,24 @@ class Trainer:
     encoder = config.encoder.build_keras_encoder(patch_shape=patch_shape)
     return models.build_pretext_model(encoder, objective.head_size), encoder
 
+  @staticmethod
+  def _make_anchors(model):
+    """A tf.Module holding a frozen copy of each trainable weight, in order."""
+    anchors = tf.Module(name="anchors")
+    anchors.values = [
+        tf.Variable(tf.identity(v.value), trainable=False,
+                    name=v.path.replace("/", "_") + "_init")
+        for v in model.trainable_variables]
+    return anchors
+
+  def init_penalty(self):
+    """init_decay/2 * sum((w - w0)^2) over the trainable weights (float32)."""
+    total = tf.add_n([
+        tf.reduce_sum(tf.square(tf.cast(v.value, tf.float32) - anchor))
+        for v, anchor in zip(self.model.trainable_variables,
+                             self.anchors.values)])
+    return 0.5 * self.config.optimizer.init_decay * total
+
   # --- the step -------------------------------------------------------------
 
   def _compute(self, patches, target, seed):
@@ -196,8 +222,13 @@ class Trainer:
       loss = tf.nn.compute_average_loss(
           per_example_loss, global_batch_size=self.global_batch_size)
       scaled_loss = loss
+      if self.anchors is not None:
+        # Once per update: each replica adds its 1/replicas share, and the
+        # optimizer sums the replicas' gradients. The reported loss stays
+        # the pretext loss.
+        scaled_loss += tf.nn.scale_regularization_loss(self.init_penalty())
       if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-        scaled_loss = self.optimizer.scale_loss(loss)
+        scaled_loss = self.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, self.model.trainable_variables)
     accuracy = tf.reduce_sum(self.objective.accuracy(outputs, target)) / (
         self.global_batch_size)

@@ -18,7 +18,8 @@ def tiny_config(data_dir, **kwargs):
 
 def fixed_batch_trainer(data_dir, **kwargs):
   """(Trainer, iterator) repeating one fixed random batch."""
-  config = tiny_config(data_dir, objective="soft_rank", seed=1, **kwargs)
+  config = tiny_config(data_dir, **dict(dict(objective="soft_rank", seed=1),
+                                        **kwargs))
   trainer = training.Trainer(config)
   rng = np.random.default_rng(0)
   patches = rng.normal(size=(4, 4, 398, 128, 1)).astype(np.float32)

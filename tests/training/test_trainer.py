@@ -128,3 +128,65 @@ def test_settings_of_another_objective_are_reported_as_ignored():
   assert not training.TrainConfig().replace(
       objective="perturbed_fy").ignored_settings(
       {"perturbation_sigma"})
+
+
+def _perturbed_gradients(fixed_batch_trainer, data_dir, init_decay, delta):
+  """(loss, gradients) at the initial weights + delta on the fixed batch."""
+  trainer, iterator = fixed_batch_trainer(data_dir, init_decay=init_decay)
+  for v, d in zip(trainer.model.trainable_variables, delta):
+    v.assign(v.numpy() + d)
+  patches, target = next(iterator)
+  loss, grads, _ = trainer._compute(patches, target,
+                                    tf.constant([1, 2], tf.int64))
+  return trainer, float(loss), [g.numpy() for g in grads]
+
+
+def test_init_decay_adds_its_pull_towards_the_initial_weights(fixed_batch_trainer, tmp_path):
+  """Gradient with init_decay = gradient without + init_decay * (w - w0)."""
+  shapes = [tuple(v.shape) for v in
+            fixed_batch_trainer(str(tmp_path))[0].model.trainable_variables]
+  rng = np.random.default_rng(3)
+  delta = [0.01 * rng.normal(size=s).astype(np.float32) for s in shapes]
+  decay = 2.5
+  anchored, loss, grads = _perturbed_gradients(
+      fixed_batch_trainer, str(tmp_path), decay, delta)
+  _, plain_loss, plain_grads = _perturbed_gradients(
+      fixed_batch_trainer, str(tmp_path), 0.0, delta)
+  # The reported loss is the pretext loss alone.
+  assert loss == pytest.approx(plain_loss, rel=1e-6)
+  for g, p, d in zip(grads, plain_grads, delta):
+    np.testing.assert_allclose(g - p, decay * d, rtol=1e-3, atol=1e-6)
+  penalty = 0.5 * decay * sum(float(np.sum(d.astype(np.float64)**2))
+                              for d in delta)
+  assert float(anchored.init_penalty()) == pytest.approx(penalty, rel=1e-4)
+
+
+def test_init_decay_anchors_are_the_first_initialisation_after_a_resume(fixed_batch_trainer, tmp_path):
+  trainer, iterator = fixed_batch_trainer(str(tmp_path), init_decay=1.0,
+                                          learning_rate=0.05)
+  initial = [v.numpy() for v in trainer.model.trainable_variables]
+  trainer.train_function()(iterator, tf.constant(2))
+  path = trainer.checkpoint.save(str(tmp_path / "ckpt" / "ckpt"))
+  trained = [v.numpy() for v in trainer.model.trainable_variables]
+  assert max(np.max(np.abs(a - b)) for a, b in zip(initial, trained)) > 1e-3
+  # A trainer of another seed (other initial weights) restoring that run.
+  other, _ = fixed_batch_trainer(str(tmp_path), init_decay=1.0,
+                                 learning_rate=0.05, seed=7)
+  other.checkpoint.restore(path).assert_existing_objects_matched()
+  for anchor, first in zip(other.anchors.values, initial):
+    np.testing.assert_array_equal(anchor.numpy(), first)
+  for v, w in zip(other.model.trainable_variables, trained):
+    np.testing.assert_array_equal(v.numpy(), w)
+
+
+def test_init_decay_keeps_the_weights_nearer_their_initialisation(fixed_batch_trainer, tmp_path):
+  drift = {}
+  for decay in (0.0, 200.0):
+    trainer, iterator = fixed_batch_trainer(str(tmp_path), init_decay=decay,
+                                            learning_rate=0.01)
+    initial = [v.numpy() for v in trainer.model.trainable_variables]
+    trainer.train_function()(iterator, tf.constant(6))
+    drift[decay] = np.sqrt(sum(
+        np.sum((v.numpy() - w)**2)
+        for v, w in zip(trainer.model.trainable_variables, initial)))
+  assert drift[200.0] < 0.7 * drift[0.0], drift
