@@ -30,6 +30,22 @@ def test_a_model_dir_with_other_flags_is_refused_unless_overwrite(tiny_config, t
   assert json.load(open(model_dir / "flags.json"))["objective"] == "soft_rank"
 
 
+def test_a_flag_newer_than_the_run_counts_as_its_default(tiny_config, tmp_path):
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  config = tiny_config(str(tmp_path), model_dir=str(model_dir))
+  training.check_model_dir(config)
+  flags_path = model_dir / "flags.json"
+  saved = json.load(open(flags_path))
+  del saved["init_decay"]  # As written before the flag existed.
+  flags_path.write_text(json.dumps(saved))
+  training.check_model_dir(config)  # Same run: the default was in force.
+  with pytest.raises(ValueError, match="init_decay: 0.0 -> 2.0"):
+    training.check_model_dir(tiny_config(str(tmp_path),
+                                         model_dir=str(model_dir),
+                                         init_decay=2.0))
+
+
 @pytest.mark.slow
 def test_checkpoint_restores_batchnorm_statistics(tiny_config, tmp_path,
                                                   rendered_dataset_dir):
