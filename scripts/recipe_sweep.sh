@@ -40,6 +40,10 @@ declare -A SETTINGS=(
   [tf_jitter_decay10_lr1e-4]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-4"
   [tf_jitter_decay100_lr1e-4]="--patching=time_frequency $JITTER --init_decay=100 --learning_rate=1e-4"
   [tf_jitter_lr1e-12]="--patching=time_frequency $JITTER --learning_rate=1e-12"
+  # Round 6: the pull of round 5 that still learns (init_decay=10), three
+  # times longer (the pretext was still rising at step 300), and at lr 1e-3.
+  [tf_jitter_decay10_lr1e-4_900]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-4 --train_steps=900"
+  [tf_jitter_decay10_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -47,7 +51,8 @@ case "$ROUND" in
   3) ORDER=(tp_patchstd_lr1e-5 tp_jitter_gap11_lr1e-4) ;;
   4) ORDER=(jitter_gap11_lr1e-12) ;;
   5) ORDER=(tf_jitter_decay10_lr1e-4 tf_jitter_decay100_lr1e-4 tf_jitter_lr1e-12) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 5." >&2; exit 2 ;;
+  6) ORDER=(tf_jitter_decay10_lr1e-3 tf_jitter_decay10_lr1e-4_900) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 6." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 
