@@ -54,11 +54,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# audio_perm before TensorFlow: it turns oneDNN on, as in training.
+import audio_perm  # noqa: E402,F401  pylint: disable=unused-import
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from audio_perm import ranking  # noqa: E402
 from audio_perm.ranking import soft  # noqa: E402
 
