@@ -25,6 +25,7 @@ import shutil
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from audio_perm import config as config_lib
 
@@ -97,9 +98,24 @@ def check_model_dir(config, overwrite=False, write=True):
     write_json(path, config.to_dict())
 
 
+def _root_children(path):
+  """Names of the objects the checkpoint at `path` was saved with."""
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(
+      "_CHECKPOINTABLE_OBJECT_GRAPH"))
+  return {child.local_name for child in graph.nodes[0].children}
+
+
 def check_layout(path):
-  """ValueError when the checkpoint at `path` has the former layout."""
-  roots = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+  """ValueError when the checkpoint at `path` has the former layout.
+
+  Judged by the objects of the checkpoint's object graph, not by its
+  variable keys: a variable reachable from the model and the optimizer is
+  stored once, under its shortest path, so a model without BatchNorm
+  statistics (normalization "none" or "example") has no key under model/
+  although every one of its variables is reachable from there.
+  """
+  roots = _root_children(path)
   if _OLD_LAYOUT_KEY in roots or "model" not in roots:
     folder = os.path.dirname(path)
     raise ValueError(

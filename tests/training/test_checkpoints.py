@@ -138,6 +138,29 @@ def test_model_only_restore_reproduces_the_trained_encoder(tiny_config,
       result["trainer"].encoder(patches, training=False).numpy())
 
 
+@pytest.mark.parametrize("normalization,init_decay",
+                         [("none", 0.0), ("example", 0.0), ("none", 1.0),
+                          ("batch", 1.0)])
+def test_a_model_only_restore_works_without_batchnorm_statistics(
+    fixed_batch_trainer, tmp_path, normalization, init_decay):
+  # Without moving statistics every model variable is also the optimizer's
+  # and may be stored under optimizer/ only: the restore must still work.
+  trainer, iterator = fixed_batch_trainer(
+      str(tmp_path), normalization=normalization, init_decay=init_decay)
+  trainer.train_function()(iterator, tf.constant(1))
+  tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path),
+                             max_to_keep=1).save(checkpoint_number=1)
+  model, _ = training.Trainer.build_model(trainer.config)
+  checkpoints.restore_model(model, str(tmp_path))
+  changed = 0
+  for fresh, after, trained in zip(
+      training.Trainer.build_model(trainer.config)[0].variables,
+      model.variables, trainer.model.variables):
+    np.testing.assert_array_equal(np.asarray(after), np.asarray(trained))
+    changed += not np.array_equal(np.asarray(fresh), np.asarray(trained))
+  assert changed  # The step moved weights: the comparison is not vacuous.
+
+
 def _truncate(path, keep=0.5):
   with open(path, "r+b") as f:
     f.truncate(int(f.seek(0, 2) * keep))
