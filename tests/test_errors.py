@@ -1,9 +1,11 @@
 """Every program ends bad input in ONE line `<program>: error: ...`, exit 2.
 
-The battery runs each bad command line in a fresh process, six at a time
-(the start-up of TensorFlow dominates), and checks: a non-zero exit status,
-no traceback, and a last stderr line that starts with `<program>: error:`
-and names the culprit (flag, file or value, and for a bad record its index).
+The battery runs each bad command line in a fresh process, six at a time,
+each forked from one launcher that has imported TensorFlow once (its
+start-up would otherwise dominate; conftest.py's run_forked), and checks: a
+non-zero exit status, no traceback, and a last stderr line that starts with
+`<program>: error:` and names the culprit (flag, file or value, and for a bad
+record its index).
 Bad inputs: flags and values; data (missing, all non-finite, without audio,
 malformed records after good ones, shards cut short, an unfinished render);
 checkpoints that do not read; a diverging loss.
@@ -12,7 +14,6 @@ checkpoints that do not read; a diverging loss.
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -330,47 +331,20 @@ def _cases(tmp, data_dir):
   ] + _new_fault_cases(tmp, data_dir)
 
 
-def _start(program, args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-  env.pop(cli.DEBUG_VARIABLE, None)
-  return subprocess.Popen([sys.executable] + PROGRAMS[program] + args,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env, cwd=ROOT)
-
-
-def _finished(cases, max_running):
-  """Runs the cases, at most max_running processes at a time.
-
-  Yields (case, stderr, exit status) as they end. Each process holds a
-  TensorFlow (~0.4 GB); on 2 cores running more at once is no faster.
-  """
-  waiting, running = list(cases), []
-  while waiting or running:
-    while waiting and len(running) < max_running:
-      case = waiting.pop(0)
-      running.append((case, _start(case[1], case[2]), time.time()))
-    for entry in running:
-      case, proc, started = entry
-      if proc.poll() is not None:
-        running.remove(entry)
-        _, err = proc.communicate()
-        yield case, err, proc.returncode
-        break
-      if time.time() - started > 600:
-        proc.kill()
-    else:
-      time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_every_bad_input_ends_in_one_clear_line(tmp_path,
-                                                rendered_dataset_dir):
+                                                rendered_dataset_dir,
+                                                run_forked):
   cases = _cases(str(tmp_path), rendered_dataset_dir)
   assert len(cases) >= 25
   assert len({case[0] for case in cases}) == len(cases)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  env.pop(cli.DEBUG_VARIABLE, None)
+  ended = run_forked(
+      [PROGRAMS[program] + args for _, program, args, _ in cases], env=env,
+      cwd=ROOT, max_running=MAX_RUNNING)
   failures, last_lines = [], {}
-  for (name, program, _, culprits), err, returncode in _finished(
-      cases, MAX_RUNNING):
+  for (name, program, _, culprits), (returncode, _, err) in zip(cases, ended):
     lines = err.strip().splitlines() or [""]
     last_lines[name] = lines[-1]
     problems = []

@@ -106,16 +106,20 @@ def test_kill_and_resume_then_no_retraining(tmp_path, rendered_dataset_dir):
                              embed(waveform=w)["embedding"], rtol=1e-6)
 
 
-def test_bad_flags_give_one_clear_line(tmp_path):
-  procs = {
-      "grid": _train_py(["--patching=time_frequency", "--num_patches=10",
-                         "--grid=3,4", f"--model_dir={tmp_path}/a"]),
-      "data": _train_py(["--objective=mse", "--perturbation_sigma=2",
-                         f"--data_dir={tmp_path}/missing",
-                         f"--model_dir={tmp_path}/b"]),
+def test_bad_flags_give_one_clear_line(tmp_path, run_forked):
+  args = {
+      "grid": ["--patching=time_frequency", "--num_patches=10", "--grid=3,4",
+               f"--model_dir={tmp_path}/a"],
+      "data": ["--objective=mse", "--perturbation_sigma=2",
+               f"--data_dir={tmp_path}/missing", f"--model_dir={tmp_path}/b"],
   }
-  results = {k: p.communicate(timeout=120) + (p.returncode,)
-             for k, p in procs.items()}
+  # Each in its own process, forked after TensorFlow's start-up (conftest.py).
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  ended = run_forked([[os.path.join(ROOT, "train.py")] + a
+                      for a in args.values()], env=env, cwd=ROOT,
+                     timeout_s=120)
+  results = {name: (out, err, rc)
+             for name, (rc, out, err) in zip(args, ended)}
   for name, (_, err, rc) in results.items():
     assert rc == 2, (name, err[-2000:])
     assert "Traceback" not in err, err[-2000:]

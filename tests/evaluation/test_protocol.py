@@ -5,6 +5,8 @@ linearly: the probes must score far above chance, which any misalignment
 between embeddings and labels would bring down to chance.
 """
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +14,9 @@ import tensorflow as tf
 from audio_perm import evaluation
 from audio_perm import probe
 from audio_perm.evaluation import protocol
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
@@ -107,7 +112,7 @@ def test_unknown_task(planted_dir, eval_config):
 
 @pytest.mark.slow
 def test_eval_py_reports_one_line_and_exits_nonzero(
-    planted_dir, tmp_path, run_script, truncated_copy):
+    planted_dir, tmp_path, run_forked, truncated_copy):
   shard = truncated_copy(planted_dir, str(tmp_path / "truncated"))
   cases = {
       "corrupt": ["--encoder=handcrafted", "--num_labeled=8", "--seeds=1",
@@ -119,11 +124,14 @@ def test_eval_py_reports_one_line_and_exits_nonzero(
       "regimes": ["--encoder=handcrafted", f"--dataset_dir={planted_dir}",
                   "--num_labeled=10,many"],
   }
-  procs = {name: run_script("eval.py", args) for name, args in cases.items()}
+  # Each in its own process, forked after TensorFlow's start-up (conftest.py).
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  ended = run_forked([[os.path.join(ROOT, "eval.py")] + args
+                      for args in cases.values()], env=env, cwd=ROOT,
+                     timeout_s=120)
   messages = {}
-  for name, proc in procs.items():
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, (name, err[-2000:])
+  for name, (returncode, _, err) in zip(cases, ended):
+    assert returncode == 2, (name, err[-2000:])
     assert "Traceback" not in err, (name, err[-2000:])
     lines = [line for line in err.splitlines()
              if line.startswith("eval.py: error:")]
