@@ -74,7 +74,7 @@ def test_eval_py_end_to_end_with_exported_random_and_handcrafted(
   proc = run_script("eval.py", [
       f"--encoder={encoder_dir},random,handcrafted",
       f"--dataset_dir={rendered_dataset_dir}", "--num_labeled=24,40",
-      "--seeds=2", "--max_epochs=60", "--hidden_units=64",
+      "--seeds=2", "--max_epochs=10", "--hidden_units=16",
       f"--output={output}", f"--report_dir={report_dir}", "--noprogress"])
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
