@@ -64,6 +64,7 @@ def make_dataset_fn(config, permutation_set=None):
         repeat=True,
         skip_corrupt=config.skip_corrupt,
         patch_gap=frontend.patch_gap,
+        frequency_scale=frontend.frequency_scale,
         gain_jitter=config.augment.gain_jitter,
         tilt_jitter=config.augment.tilt_jitter,
         eq_jitter=config.augment.eq_jitter)
@@ -233,6 +234,11 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
     if not math.isfinite(loss):
       raise FloatingPointError(
           f"Loss is {loss} at step {step}; lower --learning_rate.")
+    if not trainer.weights_are_finite():
+      # Raised before the checkpoint below: the last saved one stays good.
+      raise FloatingPointError(
+          f"Loss is {loss} at step {step} but the weights hold NaN or inf "
+          "(an update overflowed); lower --learning_rate.")
     if step % config.log_every == 0 or step == config.train_steps:
       elapsed = time.perf_counter() - log_start
       scalars = {

@@ -172,6 +172,7 @@ class Trainer:
       tracked["anchors"] = self.anchors
     self.checkpoint = tf.train.Checkpoint(**tracked)
     self._train_function = None
+    self._finite_function = None
 
   @staticmethod
   def build_model(config, patch_shape=None, objective=None):
@@ -280,6 +281,22 @@ class Trainer:
 
     self._train_function = train_steps
     return train_steps
+
+  def weights_are_finite(self):
+    """True when every model variable (weights and BatchNorm statistics) is
+    finite. A loss can stay finite while an overflowing update has already
+    turned the weights into NaN (the ranking layer saturates), so the loop
+    checks both before it logs or saves a checkpoint."""
+    if self._finite_function is None:
+      variables = list(self.model.variables)
+
+      @tf.function
+      def finite():
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                              for v in variables])
+
+      self._finite_function = finite
+    return bool(self._finite_function())
 
   def distributed_iterator(self, dataset_fn):
     """Iterator of per-replica batches from dataset_fn(input_context)."""

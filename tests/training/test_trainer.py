@@ -190,3 +190,18 @@ def test_init_decay_keeps_the_weights_nearer_their_initialisation(fixed_batch_tr
         np.sum((v.numpy() - w)**2)
         for v, w in zip(trainer.model.trainable_variables, initial)))
   assert drift[200.0] < 0.7 * drift[0.0], drift
+
+
+def test_weights_are_finite_sees_a_nan_the_loss_may_hide(fixed_batch_trainer,
+                                                        tmp_path):
+  # The loop's second divergence check: one bad BatchNorm statistic (not a
+  # trainable weight) is enough.
+  trainer, iterator = fixed_batch_trainer(str(tmp_path))
+  trainer.train_function()(iterator, tf.constant(1))
+  assert trainer.weights_are_finite()
+  statistic = next(v for v in trainer.model.variables
+                   if "moving_variance" in v.path)
+  values = np.array(statistic.numpy())
+  values[0] = np.nan
+  statistic.assign(values)
+  assert not trainer.weights_are_finite()
