@@ -110,7 +110,8 @@ def waveform_to_patches(waveform, frontend):
                               frontend.num_patches, frontend.grid,
                               crop_frames=frontend.crop_frames,
                               crop_offsets=None,
-                              patch_gap=frontend.patch_gap)
+                              patch_gap=frontend.patch_gap,
+                              frequency_scale=frontend.frequency_scale)
 
 
 class WaveformEncoder(tf.Module):
@@ -272,15 +273,14 @@ class WaveformFrontend(keras.layers.Layer):
   Keyword arguments other than Layer's are FrontendConfig's fields.
   """
 
-  def __init__(self, patching="frequency", num_patches=10, grid=None,
-               crop_frames=None, num_samples=spectrogram.NUM_SAMPLES,
-               patch_gap=0, **kwargs):
+  def __init__(self, **kwargs):
+    # Every FrontendConfig field by name (defaults: FrontendConfig's), so a
+    # new frontend setting reaches the layer and its get_config unlisted.
+    names = {f.name for f in dataclasses.fields(FrontendConfig)}
+    settings = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
-    self.frontend = FrontendConfig(
-        patching=patching, num_patches=num_patches, grid=grid,
-        crop_frames=crop_frames, num_samples=num_samples,
-        patch_gap=patch_gap)
+    self.frontend = FrontendConfig(**settings)
 
   def call(self, waveform):
     return waveform_to_patches(waveform, self.frontend)

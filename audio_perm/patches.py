@@ -187,14 +187,16 @@ def frontend_patch_shape(patching="frequency",
                          frame_length=spectrogram_lib.FRAME_LENGTH,
                          frame_step=spectrogram_lib.FRAME_STEP,
                          fft_length=spectrogram_lib.FFT_LENGTH,
-                         patch_gap=0):
+                         patch_gap=0,
+                         frequency_scale="linear"):
   """(patch_frames, patch_bins) that `frontend` produces for these settings."""
   frames = spectrogram_lib.num_frames(num_samples, frame_length, frame_step)
   if crop_frames is not None:
     _check_crop(crop_frames, frames)
     frames = int(crop_frames)
   cell = patch_shape(patching, num_patches, frames,
-                     spectrogram_lib.num_bins(fft_length), grid)
+                     spectrogram_lib.num_scale_bins(frequency_scale,
+                                                    fft_length), grid)
   return cut_shape(cell, patching, patch_gap)
 
 
@@ -286,10 +288,12 @@ def frontend(waveform,
              log_offset=spectrogram_lib.LOG_OFFSET,
              patch_gap=0,
              gap_offsets=None,
-             spectral_offsets=None):
+             spectral_offsets=None,
+             frequency_scale="linear"):
   """Waveforms -> identity-order patches, the features every model sees.
 
-  Steps: log-magnitude spectrogram (audio_perm.spectrogram) -> optional crop of
+  Steps: log-magnitude spectrogram (audio_perm.spectrogram) on
+  `frequency_scale` (spectrogram.to_frequency_scale) -> optional crop of
   `crop_frames` frames in time -> if `normalize`, per-example standardisation
   over the (cropped) spectrogram, (x - mean) / (std + 1e-5) -> patches in
   natural order -> the gap cut (`cut_patches`) -> a trailing channel axis.
@@ -317,7 +321,10 @@ def frontend(waveform,
     patch_gap: frames/bins cut off each patch (`cut_patches`; 0: none).
     gap_offsets: None (centred cuts) or int32 [batch, num_patches, 2].
     spectral_offsets: None or float [batch, 1, bins] added to the log
-      magnitudes (training augmentations; None for the natural features).
+      magnitudes on `frequency_scale` (training augmentations; None for the
+      natural features).
+    frequency_scale: one of spectrogram.FREQUENCY_SCALES ("linear": 513
+      FFT bins; "log": 256 log-spaced bins).
 
   Returns:
     float32 [batch, num_patches, patch_frames, patch_bins, 1].
@@ -328,6 +335,7 @@ def frontend(waveform,
     raise ValueError(
         f"frontend expects waveforms [batch, samples], got shape "
         f"{waveform.shape}.")
+  spec = spectrogram_lib.to_frequency_scale(spec, frequency_scale)
   frames = spec.shape[1]
   if spectral_offsets is not None:
     spec = spec + tf.cast(spectral_offsets, spec.dtype)

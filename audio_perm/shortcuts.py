@@ -257,6 +257,7 @@ def setting_summary(config):
           "crop_frames": config.frontend.crop_frames,
           "input_standardization": config.encoder.input_standardization,
           "patch_gap": config.frontend.patch_gap,
+          "frequency_scale": config.frontend.frequency_scale,
           "gain_jitter": config.augment.gain_jitter,
           "tilt_jitter": config.augment.tilt_jitter,
           "eq_jitter": config.augment.eq_jitter,

@@ -20,8 +20,20 @@ Conventions:
     1 + (num_samples - frame_length) // frame_step frames (398 for a 4 s note
     of 64000 samples); trailing samples that do not fill a frame are unused.
   * Leading dimensions are kept: [..., samples] -> [..., frames, bins].
+
+Frequency scales (`FREQUENCY_SCALES`, `to_frequency_scale`): "linear" keeps
+the 513 FFT bins (the paper's frontend). "log" resamples the log magnitudes
+onto `LOG_NUM_BINS` bins with geometrically spaced centres from
+`LOG_MIN_HZ` to the Nyquist frequency (about 31 bins per octave): on that
+axis a note's partials k * f0 sit at log f0 + log k, so the harmonic
+pattern has the same shape at every pitch, shifted, and its spacing shrinks
+up the bands; on the linear axis the spacing (the pitch) is the same in
+every band, so ordering bands never needs it. The log axis cannot add
+resolution the 25 ms window lacks (~40 Hz): below a few hundred Hz its bins
+interpolate between FFT bins, and a low tone spans several of them.
 """
 
+import numpy as np
 import tensorflow as tf
 
 SAMPLE_RATE_HZ = 16000
@@ -30,6 +42,9 @@ FRAME_LENGTH = 400  # 25 ms at 16 kHz.
 FRAME_STEP = 160  # 10 ms at 16 kHz.
 FFT_LENGTH = 1024  # 513 bins.
 LOG_OFFSET = 1e-6
+FREQUENCY_SCALES = ("linear", "log")
+LOG_NUM_BINS = 256
+LOG_MIN_HZ = 27.5  # A0, MIDI pitch 21 (the lowest piano key).
 
 
 def num_frames(num_samples, frame_length=FRAME_LENGTH, frame_step=FRAME_STEP):
@@ -180,3 +195,70 @@ def standardize(spectrogram, epsilon=1e-5):
   """
   mean, variance = tf.nn.moments(spectrogram, axes=[-2, -1], keepdims=True)
   return (spectrogram - mean) / (tf.sqrt(variance) + epsilon)
+
+
+def _check_frequency_scale(frequency_scale):
+  if frequency_scale not in FREQUENCY_SCALES:
+    raise ValueError(
+        f"Unknown frequency_scale {frequency_scale!r}; use one of "
+        f"{FREQUENCY_SCALES}.")
+
+
+def num_scale_bins(frequency_scale="linear", fft_length=FFT_LENGTH):
+  """Bins of the spectrogram on `frequency_scale` (513 linear, 256 log)."""
+  _check_frequency_scale(frequency_scale)
+  return num_bins(fft_length) if frequency_scale == "linear" else LOG_NUM_BINS
+
+
+def log_frequency_centres_hz(num_log_bins=LOG_NUM_BINS, min_hz=LOG_MIN_HZ,
+                             max_hz=SAMPLE_RATE_HZ / 2):
+  """Centre frequencies of the log bins: geometric from min_hz to max_hz."""
+  if not 0 < min_hz < max_hz or int(num_log_bins) < 2:
+    raise ValueError(
+        f"A log-frequency axis needs 0 < min_hz < max_hz and at least 2 bins;"
+        f" got min_hz={min_hz}, max_hz={max_hz}, bins={num_log_bins}.")
+  return min_hz * (max_hz / min_hz) ** (
+      np.arange(num_log_bins) / (num_log_bins - 1))
+
+
+def log_frequency_weights(num_log_bins=LOG_NUM_BINS, min_hz=LOG_MIN_HZ,
+                          max_hz=SAMPLE_RATE_HZ / 2, fft_length=FFT_LENGTH,
+                          sample_rate_hz=SAMPLE_RATE_HZ):
+  """[fft bins, log bins] weights; each column sums to 1.
+
+  Log bin k is a triangle over frequency centred on its centre c_k that
+  falls to zero at its neighbours' centres, widened to at least one FFT bin
+  either side where the neighbours are closer than that (below ~700 Hz,
+  where it becomes linear interpolation between the two FFT bins around
+  c_k), normalised to a weighted average of the FFT bins it covers.
+  """
+  centres = log_frequency_centres_hz(num_log_bins, min_hz, max_hz)
+  ratio = centres[1] / centres[0]
+  lower = np.concatenate([[centres[0] / ratio], centres[:-1]])
+  upper = np.concatenate([centres[1:], [centres[-1] * ratio]])
+  spacing = sample_rate_hz / fft_length
+  lower = np.minimum(lower, centres - spacing)
+  upper = np.maximum(upper, centres + spacing)
+  freqs = np.arange(num_bins(fft_length))[:, None] * spacing  # [F, 1]
+  rising = (freqs - lower) / (centres - lower)
+  falling = (upper - freqs) / (upper - centres)
+  weights = np.maximum(0.0, np.minimum(rising, falling))  # [F, K]
+  return (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def to_frequency_scale(spectrogram, frequency_scale="linear"):
+  """[..., frames, 513] log magnitudes -> the same on `frequency_scale`.
+
+  "linear" returns the input; "log" averages the log magnitudes with
+  `log_frequency_weights` ([..., frames, LOG_NUM_BINS]).
+  """
+  _check_frequency_scale(frequency_scale)
+  if frequency_scale == "linear":
+    return spectrogram
+  weights = tf.constant(log_frequency_weights(), spectrogram.dtype)
+  if spectrogram.shape[-1] is not None and (
+      spectrogram.shape[-1] != weights.shape[0]):
+    raise ValueError(
+        f"frequency_scale='log' needs {weights.shape[0]} FFT bins (fft_length"
+        f"={FFT_LENGTH}), got {spectrogram.shape[-1]}.")
+  return tf.linalg.matmul(spectrogram, weights)

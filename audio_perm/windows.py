@@ -87,7 +87,7 @@ def window_frames(frontend):
 
 
 def padded_spectrogram(waveform, window_samples, left_pad_samples,
-                       hop_samples, num_windows):
+                       hop_samples, num_windows, frequency_scale="linear"):
   """Log spectrogram of the clips padded for `num_windows` windows.
 
   Args:
@@ -96,11 +96,13 @@ def padded_spectrogram(waveform, window_samples, left_pad_samples,
     left_pad_samples: zeros put before each clip, int >= 0.
     hop_samples: window hop, a multiple of 160, int.
     num_windows: int32 scalar (tensor), >= 1.
+    frequency_scale: the encoder's frequency axis
+      (spectrogram.to_frequency_scale).
 
   Returns:
-    float32 [batch, frames, bins]: the STFT of [left_pad zeros, clip,
-    zeros] cut to (num_windows - 1) * hop + window_samples samples, the end
-    of the last window.
+    float32 [batch, frames, bins]: the log spectrogram (on frequency_scale)
+    of [left_pad zeros, clip, zeros] cut to (num_windows - 1) * hop +
+    window_samples samples, the end of the last window.
   """
   waveform = tf.convert_to_tensor(waveform, tf.float32)
   samples = tf.shape(waveform)[1]
@@ -108,7 +110,9 @@ def padded_spectrogram(waveform, window_samples, left_pad_samples,
   right_pad = tf.maximum(needed - left_pad_samples - samples, 0)
   padded = tf.pad(waveform, [[0, 0], [left_pad_samples, right_pad]])
   padded = padded[:, :needed]  # [B, needed]: nothing past the last window.
-  return spectrogram.log_magnitude_spectrogram(padded)  # [B, T, F]
+  return spectrogram.to_frequency_scale(
+      spectrogram.log_magnitude_spectrogram(padded),
+      frequency_scale)  # [B, T, F]
 
 
 def window_patches(spec, window_ids, num_windows, hop_samples, frontend):
@@ -161,7 +165,8 @@ def embed_windows(embed_patches, waveform, frontend, left_pad_samples,
     float32 [batch, num_windows, embedding_dim].
   """
   spec = padded_spectrogram(waveform, frontend.num_samples, left_pad_samples,
-                            hop_samples, num_windows)
+                            hop_samples, num_windows,
+                            frontend.frequency_scale)
   batch = tf.shape(waveform)[0]
   total = batch * num_windows
   num_calls = (total + windows_per_call - 1) // windows_per_call

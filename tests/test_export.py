@@ -171,6 +171,8 @@ def test_random_encoder_is_seeded():
     export.EncoderConfig().replace(patching="time_frequency", num_patches=6,
                                    grid=(3, 2), **TINY),
     export.EncoderConfig().replace(pooling="time", num_patches=6, **TINY),
+    export.EncoderConfig().replace(frequency_scale="log", num_patches=6,
+                                   **TINY),
 ])
 def test_other_schemes_build_and_embed(config):
   module = export.random_encoder(config, seed=0)
@@ -188,7 +190,7 @@ def test_mismatched_frontend_is_refused():
 def test_config_round_trips_through_dict():
   config = export.EncoderConfig().replace(
       patching="time_frequency", num_patches=6, grid=(2, 3), width=0.5,
-      embedding_dim=12, pooling="time")
+      embedding_dim=12, pooling="time", frequency_scale="log")
   values = json.loads(json.dumps(config.to_dict()))
   assert export.EncoderConfig.from_dict(dict(values, unrelated=1)) == config
 

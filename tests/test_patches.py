@@ -106,6 +106,26 @@ def test_frontend_is_spectrogram_standardize_patches():
   assert patches.frontend_patch_shape("time", 7, num_samples=16000) == (14, 513)
 
 
+@pytest.mark.parametrize("patching,num_patches,shape", [
+    ("frequency", 10, (98, 25)), ("time", 7, (14, 256)),
+    ("time_frequency", 10, (19, 128))])
+def test_frontend_on_the_log_frequency_axis(patching, num_patches, shape):
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal((2, 16000)).astype(np.float32)
+  log_spec = spectrogram.to_frequency_scale(
+      spectrogram.log_magnitude_spectrogram(x), "log")  # [2, 98, 256]
+  got = patches.frontend(x, patching, num_patches,
+                         frequency_scale="log").numpy()
+  assert got.shape == (2, num_patches) + shape + (1,)
+  want = patches.extract_patches(log_spec, patching, num_patches).numpy()
+  np.testing.assert_allclose(got[..., 0], want, atol=1e-5)
+  assert patches.frontend_patch_shape(
+      patching, num_patches, num_samples=16000,
+      frequency_scale="log") == shape
+  with pytest.raises(ValueError, match="frequency_scale 'mel'"):
+    patches.frontend_patch_shape(patching, num_patches, frequency_scale="mel")
+
+
 def test_frontend_crop():
   rng = np.random.default_rng(2)
   x = rng.standard_normal((2, 16000)).astype(np.float32)

@@ -157,3 +157,99 @@ def test_fit_length_bad_inputs():
     spectrogram.fit_length(np.zeros(3), 0)
   with pytest.raises(ValueError, match="rank >= 1"):
     spectrogram.fit_length(np.float32(1.0), 3)
+
+
+# ------------------------------------------------------- log frequency axis
+
+
+def _tone(freq_hz, amplitude=1.0):
+  t = np.arange(spectrogram.NUM_SAMPLES) / spectrogram.SAMPLE_RATE_HZ
+  return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def test_log_frequency_weights_are_local_averages_around_each_centre():
+  weights = spectrogram.log_frequency_weights()
+  centres = spectrogram.log_frequency_centres_hz()
+  assert weights.shape == (513, spectrogram.LOG_NUM_BINS)
+  assert weights.min() >= 0
+  np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-5)
+  # Every log bin draws on at least two FFT bins (no empty or copied bin)...
+  assert (np.count_nonzero(weights, axis=0) >= 2).all()
+  # ... centred on its own frequency: the weighted mean frequency of a bin
+  # is its centre to within one FFT bin (15.6 Hz) or 3% (the top bins'
+  # triangles are cut at the Nyquist frequency, hence the last one's 5%).
+  spacing = spectrogram.SAMPLE_RATE_HZ / spectrogram.FFT_LENGTH
+  mean_hz = (np.arange(513) * spacing) @ weights
+  error = np.abs(mean_hz - centres)
+  assert (error[:-1] <= np.maximum(spacing, 0.03 * centres[:-1])).all()
+  assert error[-1] <= 0.05 * centres[-1]
+  # Geometric centres from A0 to the Nyquist frequency.
+  assert centres[0] == pytest.approx(27.5)
+  assert centres[-1] == pytest.approx(8000.0)
+  np.testing.assert_allclose(centres[1:] / centres[:-1], centres[1] / centres[0])
+
+
+def test_log_frequency_weights_interpolate_below_the_fft_resolution():
+  # 27.5 Hz lies between the FFT bins at 15.625 and 31.25 Hz: linear
+  # interpolation weights (31.25 - 27.5) / 15.625 and (27.5 - 15.625) / 15.625.
+  weights = spectrogram.log_frequency_weights()
+  assert np.flatnonzero(weights[:, 0]).tolist() == [1, 2]
+  np.testing.assert_allclose(weights[1:3, 0], [0.24, 0.76], atol=1e-6)
+
+
+# Above ~200 Hz: the 25 ms window resolves ~40 Hz, so below that a tone's
+# main lobe spans several log bins and the peak moves with the frame's phase.
+@pytest.mark.parametrize("freq_hz", [261.6, 1000.0, 3520.0])
+def test_a_tone_peaks_at_its_log_bin(freq_hz):
+  spec = spectrogram.to_frequency_scale(
+      spectrogram.log_magnitude_spectrogram(_tone(freq_hz)[None]), "log")
+  assert spec.shape == (1, 398, spectrogram.LOG_NUM_BINS)
+  centres = spectrogram.log_frequency_centres_hz()
+  nearest = np.abs(np.log(centres / freq_hz)).argmin()
+  peaks = spec.numpy()[0].argmax(-1)
+  assert (np.abs(peaks - nearest) <= 1).all(), (freq_hz, nearest, peaks[:5])
+
+
+def test_an_octave_is_the_same_shift_at_every_pitch():
+  # The point of the log axis: on it a note's harmonic pattern moves as a
+  # whole with pitch. Two harmonic notes an octave apart peak a fixed number
+  # of bins apart (~31 per octave) at every partial; on the linear axis the
+  # partials' distances grow with the partial number.
+  def note(f0):
+    return sum(_tone(k * f0, 1.0 / k) for k in range(1, 5))
+  per_octave = (spectrogram.LOG_NUM_BINS - 1) / np.log2(
+      8000.0 / spectrogram.LOG_MIN_HZ)
+  for f0 in (220.0, 440.0):
+    low, high = (spectrogram.to_frequency_scale(
+        spectrogram.log_magnitude_spectrogram(note(f)[None]), "log").numpy()
+                 [0].mean(0) for f in (f0, 2 * f0))
+    centres = spectrogram.log_frequency_centres_hz()
+    for k in range(1, 4):
+      # The peak of partial k of each note, searched within a third of an
+      # octave of its frequency.
+      def peak(spectrum, hz):
+        window = np.flatnonzero(np.abs(np.log2(centres / hz)) < 1 / 3)
+        return window[spectrum[window].argmax()]
+      shift = peak(high, 2 * k * f0) - peak(low, k * f0)
+      assert abs(shift - per_octave) <= 1.5, (f0, k, shift, per_octave)
+
+
+def test_to_frequency_scale_linear_is_the_identity_and_log_runs_on_graph():
+  x = np.random.default_rng(0).standard_normal((2, 3, 7, 513)).astype(
+      np.float32)
+  assert spectrogram.to_frequency_scale(x, "linear") is x
+  got = tf.function(lambda s: spectrogram.to_frequency_scale(s, "log"))(x)
+  np.testing.assert_allclose(
+      got.numpy(), x @ spectrogram.log_frequency_weights(), rtol=1e-5,
+      atol=1e-5)
+  assert spectrogram.num_scale_bins("linear") == 513
+  assert spectrogram.num_scale_bins("log") == spectrogram.LOG_NUM_BINS
+
+
+def test_frequency_scale_bad_inputs_name_the_value():
+  with pytest.raises(ValueError, match="'mel'.*'linear', 'log'"):
+    spectrogram.to_frequency_scale(np.zeros((1, 2, 513), np.float32), "mel")
+  with pytest.raises(ValueError, match="'mel'"):
+    spectrogram.num_scale_bins("mel")
+  with pytest.raises(ValueError, match="513 FFT bins.*got 129"):
+    spectrogram.to_frequency_scale(np.zeros((1, 2, 129), np.float32), "log")

@@ -26,17 +26,19 @@ def _per_window_patches(clips, left_pad, hop, count, frontend):
   return export.waveform_to_patches(np.stack(segments), frontend).numpy()
 
 
-@pytest.mark.parametrize("patching,crop_frames,left_pad,hop_ms,samples", [
-    ("frequency", None, 0, 2000, 100000),      # scene windows, last padded
-    ("frequency", None, 32000, 50, 20000),     # timestamps of a short clip
-    ("time", 100, 32000, 250, 70001),          # centred crop, odd length
-    ("time_frequency", None, 32000, 1000, 64000),
-])
+@pytest.mark.parametrize(
+    "patching,crop_frames,left_pad,hop_ms,samples,frequency_scale", [
+        ("frequency", None, 0, 2000, 100000, "linear"),  # scene windows
+        ("frequency", None, 32000, 50, 20000, "linear"),  # short clip
+        ("time", 100, 32000, 250, 70001, "linear"),  # centred crop, odd
+        ("time_frequency", None, 32000, 1000, 64000, "linear"),
+        ("frequency", None, 32000, 500, 40000, "log"),
+    ])
 def test_sliced_windows_equal_each_windows_own_spectrogram(
-    patching, crop_frames, left_pad, hop_ms, samples):
+    patching, crop_frames, left_pad, hop_ms, samples, frequency_scale):
   frontend = config_lib.FrontendConfig(
       patching=patching, num_patches=6 if patching != "frequency" else 10,
-      crop_frames=crop_frames)
+      crop_frames=crop_frames, frequency_scale=frequency_scale)
   hop = windows.hop_samples_of(hop_ms)
   clips = _clips(2, samples)
   if left_pad:
@@ -44,7 +46,8 @@ def test_sliced_windows_equal_each_windows_own_spectrogram(
     assert count == 1 + samples // hop
   else:
     count = int(windows.num_scene_windows(samples, 64000, hop))
-  spec = windows.padded_spectrogram(clips, 64000, left_pad, hop, count)
+  spec = windows.padded_spectrogram(clips, 64000, left_pad, hop, count,
+                                    frequency_scale)
   ids = tf.range(2 * count)
   got = windows.window_patches(spec, ids, count, hop, frontend).numpy()
   want = _per_window_patches(clips, left_pad, hop, count, frontend)

@@ -46,6 +46,12 @@ class FrontendConfig:
       "frames per example (an augmentation; 398 frames per 4 s note). The "
       "exported encoder takes the CENTRED crop of the same length, since its "
       "patch shape depends on it. Default: all frames.", check="positive")
+  frequency_scale: str = leaf(
+      "linear", "enum", "Frequency axis of the spectrogram: the 513 linear "
+      "FFT bins (the paper), or 256 log-spaced bins from 27.5 Hz to 8 kHz "
+      "(~31 per octave), on which a note's harmonic pattern has the same "
+      "shape at every pitch and ordering bands depends on it.",
+      choices=spectrogram.FREQUENCY_SCALES)
   num_samples: int = leaf(spectrogram.NUM_SAMPLES, "integer",
                            "Waveform length the encoder is built for.",
                            flag=None, check="positive")
@@ -79,7 +85,7 @@ class FrontendConfig:
     return patches_lib.frontend_patch_shape(
         self.patching, self.num_patches, self.grid,
         num_samples=self.num_samples, crop_frames=self.crop_frames,
-        patch_gap=self.patch_gap)
+        patch_gap=self.patch_gap, frequency_scale=self.frequency_scale)
 
 
 # ----------------------------------------------------------------- encoder

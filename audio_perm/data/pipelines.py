@@ -174,7 +174,8 @@ def pretext_dataset(data_dir=None,
                     patch_gap=0,
                     gain_jitter=0.0,
                     tilt_jitter=0.0,
-                    eq_jitter=0.0):
+                    eq_jitter=0.0,
+                    frequency_scale="linear"):
   """Batches of shuffled spectrogram patches and their targets.
 
   Args:
@@ -219,6 +220,8 @@ def pretext_dataset(data_dir=None,
     gain_jitter, tilt_jitter, eq_jitter: pretext augmentations in log
       magnitude units (config.AugmentConfig): a random offset per patch, a
       random tilt and a smooth random EQ over the bins per example; 0: off.
+    frequency_scale: the spectrogram's frequency axis
+      (spectrogram.FREQUENCY_SCALES); tilt and EQ run over its bins.
 
   Returns:
     tf.data.Dataset of (patches float32 [B, n, patch_frames, patch_bins, 1],
@@ -236,7 +239,8 @@ def pretext_dataset(data_dir=None,
   num_patches = int(num_patches)
   # Validates scheme, num_patches, grid and crop_frames before any I/O.
   patches_lib.frontend_patch_shape(patching, num_patches, grid, num_samples,
-                                   crop_frames)
+                                   crop_frames,
+                                   frequency_scale=frequency_scale)
   perm_set = (_check_permutation_set(permutation_set, num_patches)
               if target == "classification" else None)
   if deterministic and seed is None:
@@ -279,7 +283,7 @@ def pretext_dataset(data_dir=None,
       gap_offsets = tf.random.stateless_uniform(
           [size, num_patches, 2], gap_seed, minval=0,
           maxval=int(patch_gap) + 1, dtype=tf.int32)
-    bins = spectrogram_lib.num_bins()
+    bins = spectrogram_lib.num_scale_bins(frequency_scale)
     position = tf.linspace(0.0, 1.0, bins)  # [F]
     if tilt_jitter:
       tilt = tf.random.stateless_uniform([size, 1, 1], tilt_seed,
@@ -320,8 +324,8 @@ def pretext_dataset(data_dir=None,
     patches = patches_lib.frontend(
         audio, patching, num_patches, grid, crop_frames=crop_frames,
         crop_offsets=offsets, normalize=normalize, patch_gap=patch_gap,
-        gap_offsets=gap_offsets,
-        spectral_offsets=spectral_offsets)  # [C, N, H, W, 1]
+        gap_offsets=gap_offsets, spectral_offsets=spectral_offsets,
+        frequency_scale=frequency_scale)  # [C, N, H, W, 1]
     if gains is not None:
       patches = patches + gains
     if perm_table is None:

@@ -331,13 +331,16 @@ def test_gain_jitter_shifts_each_patch_by_one_bounded_offset(magenta_files,
   assert np.all(np.abs(offsets) <= 2.0) and np.std(offsets) > 0.3
 
 
-@pytest.mark.parametrize("option", ["tilt_jitter", "eq_jitter"])
-def test_spectral_jitter_is_one_smooth_curve_per_example(magenta_files, nsynth,
-                                                         option):
+@pytest.mark.parametrize("option,frequency_scale", [
+    ("tilt_jitter", "linear"), ("eq_jitter", "linear"), ("tilt_jitter", "log"),
+    ("eq_jitter", "log")])
+def test_spectral_jitter_is_one_smooth_curve_per_example(
+    magenta_files, nsynth, option, frequency_scale):
   """Tilt and EQ add the same function of frequency to every frame."""
   kwargs = dict(file_pattern=magenta_files, batch_size=4, num_patches=1,
                 patching="time", shuffle=False, deterministic=True, seed=3,
-                repeat=False, num_samples=nsynth.SHORT)
+                repeat=False, num_samples=nsynth.SHORT,
+                frequency_scale=frequency_scale)
   plain, _ = nsynth.take_all(data.pretext_dataset(**kwargs))
   jittered, _ = nsynth.take_all(data.pretext_dataset(**{option: 1.0},
                                                      **kwargs))
@@ -345,6 +348,7 @@ def test_spectral_jitter_is_one_smooth_curve_per_example(magenta_files, nsynth,
   np.testing.assert_allclose(curve, np.broadcast_to(curve[:, :1], curve.shape),
                              atol=1e-4)  # Same in every frame.
   curve = curve[:, 0]  # [B, bins]
+  assert curve.shape[1] == spectrogram.num_scale_bins(frequency_scale)
   bound = 1.0 if option == "tilt_jitter" else 1.5
   assert np.all(np.abs(curve) <= bound + 1e-5)
   assert np.max(np.abs(np.diff(curve, axis=1))) < 0.05  # Smooth.
