@@ -51,6 +51,12 @@ declare -A SETTINGS=(
   [tf_jitter_decay10_lr1e-3_nonorm]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-3 --normalization=none"
   [tf_jitter_decay10_lr1e-3_exnorm]="--patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-3 --normalization=example"
   [tf_jitter_decay30_lr1e-3]="--patching=time_frequency $JITTER --init_decay=30 --learning_rate=1e-3"
+  # Round 10: the log-frequency axis (--frequency_scale=log, 256 bands from
+  # 27.5 Hz), where a pitch change is a shift and each band holds a
+  # different density of partials: the paper's 10 bands (25 bins, 20-bin
+  # cuts), and round 6's candidate tiles.
+  [log_jitter_gap5_lr1e-4]="--frequency_scale=log $JITTER --patch_gap=5 --learning_rate=1e-4"
+  [log_tf_jitter_decay10_lr1e-3]="--frequency_scale=log --patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -65,7 +71,8 @@ case "$ROUND" in
   # Round 9: round 8's stronger pull, the only setting level with or above
   # its twin on all three tasks, at more seeds (SEEDS="2 3").
   9) ORDER=(tf_jitter_decay30_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 9." >&2; exit 2 ;;
+  10) ORDER=(log_jitter_gap5_lr1e-4 log_tf_jitter_decay10_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 10." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 
