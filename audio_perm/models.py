@@ -440,7 +440,8 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
   return keras.Model(inputs, embedding, name=name)
 
 
-def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext"):
+def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
+                        with_features=False):
   """Stacks fc2 and a head on an encoder.
 
   Args:
@@ -448,18 +449,30 @@ def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext"):
     head_size: n (one score per patch) or K (one logit per permutation).
     hidden_dim: size of fc2; defaults to the embedding size.
     name: model name.
+    with_features: also output the backbone's per-patch features
+      [batch, n, features] (for the anti-collapse terms of
+      training.penalties); the weights are the encoder's either way.
 
   Returns:
     keras.Model mapping the encoder's input [batch, n, h, w, c] to float32
-    [batch, head_size] (float32 even under a mixed-precision policy).
+    [batch, head_size] (float32 even under a mixed-precision policy); with
+    with_features, to [that, features].
   """
   _check_positive("head_size", head_size)
   embedding_dim = encoder.output.shape[-1]
   hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
   _check_positive("hidden_dim", hidden_dim)
   inputs = keras.Input(encoder.input.shape[1:], name="patches")
-  x = encoder(inputs)
+  if with_features:
+    two_outputs = keras.Model(
+        encoder.input, [encoder.output, encoder.get_layer("backbone").output],
+        name=f"{encoder.name}_with_features")
+    x, features = two_outputs(inputs)
+  else:
+    x = encoder(inputs)
   x = keras.layers.Dense(hidden_dim, activation="relu", name="fc2")(x)
   outputs = keras.layers.Dense(head_size, dtype="float32", name="head")(x)
+  if with_features:
+    return keras.Model(inputs, [outputs, features], name=name)
   return keras.Model(inputs, outputs, name=name)
 

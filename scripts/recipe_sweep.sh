@@ -57,6 +57,13 @@ declare -A SETTINGS=(
   # cuts), and round 6's candidate tiles.
   [log_jitter_gap5_lr1e-4]="--frequency_scale=log $JITTER --patch_gap=5 --learning_rate=1e-4"
   [log_tf_jitter_decay10_lr1e-3]="--frequency_scale=log --patching=time_frequency $JITTER --init_decay=10 --learning_rate=1e-3"
+  # Round 11: VICReg's variance and covariance terms on the per-patch
+  # features (VICReg's weights, 25 and 1; at the start the variance term
+  # is ~0.7, the covariance term ~0.1, the pretext loss ~26): on the tiles
+  # instead of the pull, with it, and on round 1's 10 bands.
+  [tf_jitter_vc_lr1e-3]="--patching=time_frequency $JITTER --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  [jitter_gap11_vc_lr1e-4]="$JITTER --patch_gap=11 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-4"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -72,7 +79,8 @@ case "$ROUND" in
   # its twin on all three tasks, at more seeds (SEEDS="2 3").
   9) ORDER=(tf_jitter_decay30_lr1e-3) ;;
   10) ORDER=(log_jitter_gap5_lr1e-4 log_tf_jitter_decay10_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 10." >&2; exit 2 ;;
+  11) ORDER=(tf_jitter_vc_lr1e-3 tf_jitter_decay10_vc_lr1e-3 jitter_gap11_vc_lr1e-4) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 11." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 

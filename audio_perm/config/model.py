@@ -217,3 +217,18 @@ class OptimizerConfig:
       "adds init_decay/2 * sum((w - w0)^2) over every trainable weight to "
       "the loss (L2-SP; an anti-collapse option outside the paper, see "
       "docs/recipe_sweep.md). 0: off.", check="nonnegative")
+  variance_penalty: float = leaf(
+      0.0, "float", "Weight of VICReg's variance term on the backbone's "
+      "per-patch features over the batch's patches: mean over features of "
+      "relu(1 - std), so that no feature collapses (training.penalties; an "
+      "anti-collapse option outside the paper). 0: off.",
+      check="nonnegative")
+  covariance_penalty: float = leaf(
+      0.0, "float", "Weight of VICReg's covariance term on the same "
+      "features: the sum of squared off-diagonal covariances / features, so "
+      "that they decorrelate (keeps the rank). 0: off.", check="nonnegative")
+
+  @property
+  def uses_features(self):
+    """True when a term needs the backbone's per-patch features."""
+    return bool(self.variance_penalty or self.covariance_penalty)

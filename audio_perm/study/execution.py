@@ -124,14 +124,16 @@ def _pretext_accuracy(trainer, config):
   dataset = data.pretext_dataset(
       data_dir=config.data_dir, split="valid", batch_size=config.batch_size,
       patching=frontend.patching, num_patches=frontend.num_patches,
-      grid=frontend.grid, target=target,
+      grid=frontend.grid, crop_frames=frontend.crop_frames,
+      patch_gap=frontend.patch_gap,
+      frequency_scale=frontend.frequency_scale, target=target,
       permutation_set=trainer.objective.permutation_set, shuffle=False,
       deterministic=True, seed=0, repeat=False)
-  model, objective = trainer.model, trainer.objective
+  objective = trainer.objective
 
   @tf.function
   def accuracy(patches, target):
-    return objective.accuracy(model(patches, training=False), target)
+    return objective.accuracy(trainer.scores(patches), target)
 
   values = [accuracy(p, t).numpy() for p, t in dataset]
   if not values:

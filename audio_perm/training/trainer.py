@@ -12,7 +12,9 @@ batch and divides their sum by the GLOBAL batch size; the optimizer
 all-reduces the gradients with a SUM, so the update is that of the mean loss
 over the global batch for any number of replicas. With init_decay, the
 penalty init_decay/2 * sum((w - w0)^2) towards the initial weights joins the
-loss that is differentiated (not the one reported).
+loss that is differentiated (not the one reported); so do, with
+variance_penalty / covariance_penalty, VICReg's terms on the backbone's
+per-patch features (training.penalties).
 """
 
 from absl import logging
@@ -27,6 +29,7 @@ from audio_perm import models
 from audio_perm import objectives as objectives_lib
 from audio_perm import patches as patches_lib
 from audio_perm import permutations
+from audio_perm.training import penalties
 
 OPTIMIZERS = config_lib.OPTIMIZERS
 
@@ -189,7 +192,9 @@ class Trainer:
                                              config.frontend.num_patches)
     keras.utils.set_random_seed(config.seed)
     encoder = config.encoder.build_keras_encoder(patch_shape=patch_shape)
-    return models.build_pretext_model(encoder, objective.head_size), encoder
+    return models.build_pretext_model(
+        encoder, objective.head_size,
+        with_features=config.optimizer.uses_features), encoder
 
   @staticmethod
   def _make_anchors(model):
@@ -209,12 +214,28 @@ class Trainer:
                              self.anchors.values)])
     return 0.5 * self.config.optimizer.init_decay * total
 
+  def scores(self, patches, training=False):
+    """The pretext head's outputs [batch, head_size] (without the features
+    the model also returns when a feature penalty is on)."""
+    outputs = self.model(patches, training=training)
+    return outputs[0] if self.config.optimizer.uses_features else outputs
+
+  def feature_penalty(self, features):
+    """variance_penalty * variance + covariance_penalty * covariance terms
+    (training.penalties) of the per-patch features [batch, n, d]."""
+    variance, covariance = penalties.variance_covariance(features)
+    optimizer = self.config.optimizer
+    return (optimizer.variance_penalty * variance
+            + optimizer.covariance_penalty * covariance)
+
   # --- the step -------------------------------------------------------------
 
   def _compute(self, patches, target, seed):
     """Loss (mean over the GLOBAL batch), gradients, summed accuracy."""
     with tf.GradientTape() as tape:
       outputs = self.model(patches, training=True)
+      if self.config.optimizer.uses_features:
+        outputs, features = outputs
       per_example_loss = self.objective.loss(outputs, target, seed=seed)
       # Divide by the GLOBAL batch, not this replica's: the optimizer SUMS the
       # replicas' gradients, so the update is that of the global mean loss
@@ -228,6 +249,10 @@ class Trainer:
         # optimizer sums the replicas' gradients. The reported loss stays
         # the pretext loss.
         scaled_loss += tf.nn.scale_regularization_loss(self.init_penalty())
+      if self.config.optimizer.uses_features:
+        # On this replica's patches; each replica adds its 1/replicas share.
+        scaled_loss += tf.nn.scale_regularization_loss(
+            self.feature_penalty(features))
       if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
         scaled_loss = self.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, self.model.trainable_variables)
@@ -327,7 +352,7 @@ class Trainer:
     """
     patches = patches[:1]
     target = target[:1]
-    outputs = self.model(patches, training=False)
+    outputs = self.scores(patches)
     predicted = self.objective.predicted_ranks(outputs)
     true = self.objective.target_ranks(target)
     shuffled = patches[..., 0]  # [1, n, h, w]
