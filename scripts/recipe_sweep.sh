@@ -64,6 +64,9 @@ declare -A SETTINGS=(
   [tf_jitter_vc_lr1e-3]="--patching=time_frequency $JITTER --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
   [jitter_gap11_vc_lr1e-4]="$JITTER --patch_gap=11 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-4"
+  # Round 13: round 12's candidate with conv5 averaged over frames only, so
+  # that the terms act on features that keep each bin position (pitch).
+  [tp_tf_jitter_decay10_vc_lr1e-3]="--pooling=time --patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -83,7 +86,8 @@ case "$ROUND" in
   # Round 12: round 11's pull with the terms, level with or above its twin
   # on fc1 at seeds 0 and 1, at more seeds (SEEDS="2 3").
   12) ORDER=(tf_jitter_decay10_vc_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 12." >&2; exit 2 ;;
+  13) ORDER=(tp_tf_jitter_decay10_vc_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 13." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 
