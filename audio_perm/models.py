@@ -55,6 +55,7 @@ BASE_CHANNELS = (96, 256, 384, 384, 256)
 _CONV_LAYOUT = ((5, 2, True), (5, 1, True), (3, 1, False), (3, 1, False),
                 (3, 1, False))
 NORMALIZATIONS = config_lib.NORMALIZATIONS
+assert len(BASE_CHANNELS) == len(_CONV_LAYOUT) == config_lib.NUM_BLOCKS
 
 
 def backbone_channels(width):
@@ -438,6 +439,24 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
   embedding = keras.layers.Dense(embedding_dim, activation="relu",
                                  name="fc1_embedding")(x)
   return keras.Model(inputs, embedding, name=name)
+
+
+def freeze_blocks(encoder, count):
+  """Keeps conv blocks 1..count of `encoder` (from build_encoder) as they are.
+
+  Their weights leave the trainable variables, and their BatchNorm layers
+  normalise with their moving statistics in training too (Keras's rule for a
+  non-trainable BatchNormalization), which then never change: the frozen
+  blocks compute what they computed at the start, in training and in
+  inference. Returns the frozen blocks.
+  """
+  blocks = encoder.get_layer("backbone").blocks
+  if not 0 <= count <= len(blocks):
+    raise ValueError(f"frozen_blocks={count}: the backbone has {len(blocks)} "
+                     f"conv blocks; give 0 to {len(blocks)}.")
+  for block in blocks[:count]:
+    block.trainable = False
+  return blocks[:count]
 
 
 def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",

@@ -67,6 +67,10 @@ declare -A SETTINGS=(
   # Round 13: round 12's candidate with conv5 averaged over frames only, so
   # that the terms act on features that keep each bin position (pitch).
   [tp_tf_jitter_decay10_vc_lr1e-3]="--pooling=time --patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  # Round 14: round 12's candidate with the first conv blocks kept random
+  # (frozen_blocks: the random low-level filters carry pitch), 2 and 4 of 5.
+  [tf_jitter_frozen2_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=2 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  [tf_jitter_frozen4_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -87,7 +91,8 @@ case "$ROUND" in
   # on fc1 at seeds 0 and 1, at more seeds (SEEDS="2 3").
   12) ORDER=(tf_jitter_decay10_vc_lr1e-3) ;;
   13) ORDER=(tp_tf_jitter_decay10_vc_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 13." >&2; exit 2 ;;
+  14) ORDER=(tf_jitter_frozen2_decay10_vc_lr1e-3 tf_jitter_frozen4_decay10_vc_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 14." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 

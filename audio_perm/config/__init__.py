@@ -41,6 +41,7 @@ from audio_perm.config.flags import from_flags
 from audio_perm.config.model import EncoderConfig
 from audio_perm.config.model import FrontendConfig
 from audio_perm.config.model import NORMALIZATIONS
+from audio_perm.config.model import NUM_BLOCKS
 from audio_perm.config.model import POOLINGS
 from audio_perm.config.model import STANDARDIZATIONS
 from audio_perm.config.model import OBJECTIVES

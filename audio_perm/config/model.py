@@ -20,6 +20,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 NORMALIZATIONS = ("example", "batch", "none")
 STANDARDIZATIONS = ("example", "patch")
 POOLINGS = ("global", "time")
+# Conv blocks in the backbone (models.PatchBackbone: conv1..conv5).
+NUM_BLOCKS = 5
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
               "tpu")
 
@@ -217,6 +219,12 @@ class OptimizerConfig:
       "adds init_decay/2 * sum((w - w0)^2) over every trainable weight to "
       "the loss (L2-SP; an anti-collapse option outside the paper, see "
       "docs/recipe_sweep.md). 0: off.", check="nonnegative")
+  frozen_blocks: int = leaf(
+      0, "integer", "Keep conv blocks 1..N at their random initialisation: "
+      "not trained, and their BatchNorm layers normalise with their initial "
+      "statistics, so these blocks compute exactly what the random twin's "
+      "do (an option outside the paper, see docs/recipe_sweep.md). 0: every "
+      "block trains; at most 5.", check="nonnegative")
   variance_penalty: float = leaf(
       0.0, "float", "Weight of VICReg's variance term on the backbone's "
       "per-patch features over the batch's patches: mean over features of "

@@ -12,6 +12,7 @@ from audio_perm.config.fields import replace
 from audio_perm.config.fields import unflatten
 from audio_perm.config.model import EncoderConfig
 from audio_perm.config.model import FrontendConfig
+from audio_perm.config.model import NUM_BLOCKS
 from audio_perm.config.model import ObjectiveConfig
 from audio_perm.config.model import OptimizerConfig
 from audio_perm.config.model import STRATEGIES
@@ -142,6 +143,10 @@ class TrainConfig:
     check_fields(self)
     self.encoder.validate()
     self.objective.validate(self.frontend.num_patches)
+    if self.optimizer.frozen_blocks > NUM_BLOCKS:
+      raise ValueError(
+          f"frozen_blocks={self.optimizer.frozen_blocks}: the backbone has "
+          f"{NUM_BLOCKS} conv blocks; give 0 to {NUM_BLOCKS}.")
     if self.deterministic and self.jit_compile:
       raise ValueError(
           "deterministic and jit_compile together: XLA has no deterministic "

@@ -14,7 +14,8 @@ over the global batch for any number of replicas. With init_decay, the
 penalty init_decay/2 * sum((w - w0)^2) towards the initial weights joins the
 loss that is differentiated (not the one reported); so do, with
 variance_penalty / covariance_penalty, VICReg's terms on the backbone's
-per-patch features (training.penalties).
+per-patch features (training.penalties). With frozen_blocks, conv blocks
+1..N stay at their initialisation (models.freeze_blocks).
 """
 
 from absl import logging
@@ -192,6 +193,7 @@ class Trainer:
                                              config.frontend.num_patches)
     keras.utils.set_random_seed(config.seed)
     encoder = config.encoder.build_keras_encoder(patch_shape=patch_shape)
+    models.freeze_blocks(encoder, config.optimizer.frozen_blocks)
     return models.build_pretext_model(
         encoder, objective.head_size,
         with_features=config.optimizer.uses_features), encoder

@@ -205,3 +205,38 @@ def test_weights_are_finite_sees_a_nan_the_loss_may_hide(fixed_batch_trainer,
   values[0] = np.nan
   statistic.assign(values)
   assert not trainer.weights_are_finite()
+
+
+def test_frozen_blocks_stay_the_random_twins_and_the_rest_trains(fixed_batch_trainer, tmp_path):
+  trainer, iterator = fixed_batch_trainer(str(tmp_path), frozen_blocks=2,
+                                          learning_rate=0.01)
+  twin, _ = fixed_batch_trainer(str(tmp_path))  # Same seed, nothing frozen.
+  backbone = trainer.encoder.get_layer("backbone")
+  frozen = [v.path for b in backbone.blocks[:2] for v in b.variables]
+  assert frozen and not {v.path for v in trainer.model.trainable_variables
+                         } & set(frozen)
+  assert (len(trainer.model.trainable_variables)
+          == len(twin.model.trainable_variables) - 6)  # 2 x kernel, gamma, beta
+  initial = {v.path: v.numpy() for v in trainer.model.variables}
+  trainer.train_function()(iterator, tf.constant(4))
+  for v in trainer.model.variables:
+    if v.path in frozen:
+      np.testing.assert_array_equal(v.numpy(), initial[v.path])
+    elif "block3/conv" in v.path:
+      assert not np.array_equal(v.numpy(), initial[v.path])
+  # What the frozen blocks compute, in training mode too, is the twin's
+  # output in inference mode (initial moving statistics).
+  patches = np.random.default_rng(1).normal(size=(2, 4, 398, 128, 1))
+  x = trainer.encoder.get_layer("standardize")(patches.astype(np.float32))
+  ours = theirs = tf.reshape(x, [-1] + list(x.shape[2:]))
+  twin_blocks = twin.encoder.get_layer("backbone").blocks
+  for block, twin_block in zip(backbone.blocks[:2], twin_blocks[:2]):
+    ours = block(ours, training=True)
+    theirs = twin_block(theirs, training=False)
+  np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_frozen_blocks_beyond_the_backbone_is_refused(tiny_config, tmp_path):
+  with pytest.raises(ValueError, match="frozen_blocks=6: the backbone has 5"):
+    tiny_config(str(tmp_path), frozen_blocks=6).validate(check_data=False)
