@@ -8,7 +8,10 @@
 #
 # Finished runs are not retrained (train.py resumes/skips them), so the
 # script can be rerun after an interruption. SEEDS="0 1 2" overrides the
-# pretraining seeds.
+# pretraining seeds; DATA_DIR=DIR pretrains and probes on another rendered
+# dataset (python -m data_prep.render --output_dir=DIR --soundfont=...)
+# instead of the default data (give it its own OUT_DIR: a finished run of
+# the same name in OUT_DIR is not retrained).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUND="${1:-1}"
@@ -95,6 +98,12 @@ case "$ROUND" in
   *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 14." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
+DATA=()
+PROBE_DATA=()
+if [ -n "${DATA_DIR:-}" ]; then
+  DATA=("--data_dir=$DATA_DIR")
+  PROBE_DATA=("--dataset_dir=$DATA_DIR")
+fi
 
 dirs=()
 for name in "${ORDER[@]}"; do
@@ -105,7 +114,7 @@ for name in "${ORDER[@]}"; do
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$PY" train.py --model_dir="$dir" --seed="$seed" --noverbose \
-      ${SETTINGS[$name]} 2>&1 | grep -E "error|Trained|Exported" || true
+      ${SETTINGS[$name]} "${DATA[@]}" 2>&1 | grep -E "error|Trained|Exported" || true
     echo "   $(( $(date +%s) - start )) s"
   done
 done
@@ -113,6 +122,6 @@ done
 # Round 1 wrote diagnostics.{json,txt}; later rounds carry their number.
 suffix=$([ "$ROUND" = 1 ] && echo "" || echo "_round$ROUND")
 echo "== diagnostics (conv and fc1, each run against its random twin)"
-"$PY" -m audio_perm.diagnostics "${dirs[@]}" --num_labeled=1000 --seeds=3 \
+"$PY" -m audio_perm.diagnostics "${dirs[@]}" "${PROBE_DATA[@]}" --num_labeled=1000 --seeds=3 \
   --json="$OUT/diagnostics$suffix.json" --noprogress 2>&1 \
   | grep -v "^[IW]1\|^W0\|^I0" | tee "$OUT/diagnostics$suffix.txt"
