@@ -95,7 +95,14 @@ case "$ROUND" in
   12) ORDER=(tf_jitter_decay10_vc_lr1e-3) ;;
   13) ORDER=(tp_tf_jitter_decay10_vc_lr1e-3) ;;
   14) ORDER=(tf_jitter_frozen2_decay10_vc_lr1e-3 tf_jitter_frozen4_decay10_vc_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 14." >&2; exit 2 ;;
+  # Round 15: round 12's candidate and round 14's frozen4 on other data:
+  # FluidR3_GM rendered by data_prep.render (DATA_DIR, required).
+  15) ORDER=(tf_jitter_decay10_vc_lr1e-3 tf_jitter_frozen4_decay10_vc_lr1e-3)
+      if [ -z "${DATA_DIR:-}" ]; then
+        echo "recipe_sweep.sh: round 15 runs on FluidR3_GM: render it with python -m data_prep.render --output_dir=DIR --soundfont=/usr/share/sounds/sf2/FluidR3_GM.sf2 --max_notes=3000, then pass DATA_DIR=DIR." >&2
+        exit 2
+      fi ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 15." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
