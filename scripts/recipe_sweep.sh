@@ -74,6 +74,9 @@ declare -A SETTINGS=(
   # (frozen_blocks: the random low-level filters carry pitch), 2 and 4 of 5.
   [tf_jitter_frozen2_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=2 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
   [tf_jitter_frozen4_decay10_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  # Round 16: frozen4's weightless control (lr 1e-12): only conv5's
+  # BatchNorm statistics change, which separates them from conv5's weights.
+  [tf_jitter_frozen4_decay10_vc_lr1e-12]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-12"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -102,7 +105,8 @@ case "$ROUND" in
         echo "recipe_sweep.sh: round 15 runs on FluidR3_GM: render it with python -m data_prep.render --output_dir=DIR --soundfont=/usr/share/sounds/sf2/FluidR3_GM.sf2 --max_notes=3000, then pass DATA_DIR=DIR." >&2
         exit 2
       fi ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 15." >&2; exit 2 ;;
+  16) ORDER=(tf_jitter_frozen4_decay10_vc_lr1e-12) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 16." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
