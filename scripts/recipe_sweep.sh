@@ -77,6 +77,9 @@ declare -A SETTINGS=(
   # Round 16: frozen4's weightless control (lr 1e-12): only conv5's
   # BatchNorm statistics change, which separates them from conv5's weights.
   [tf_jitter_frozen4_decay10_vc_lr1e-12]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-12"
+  # Round 17: conv5's weights held nearer their start (a 3x stronger pull,
+  # which with blocks 1-4 frozen acts on conv5 and the dense layers only).
+  [tf_jitter_frozen4_decay30_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=30 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -106,7 +109,8 @@ case "$ROUND" in
         exit 2
       fi ;;
   16) ORDER=(tf_jitter_frozen4_decay10_vc_lr1e-12) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 16." >&2; exit 2 ;;
+  17) ORDER=(tf_jitter_frozen4_decay30_vc_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 17." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
