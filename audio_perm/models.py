@@ -460,7 +460,7 @@ def freeze_blocks(encoder, count):
 
 
 def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
-                        with_features=False):
+                        with_features=False, with_pitch=False):
   """Stacks fc2 and a head on an encoder.
 
   Args:
@@ -471,18 +471,22 @@ def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
     with_features: also output the backbone's per-patch features
       [batch, n, features] (for the anti-collapse terms of
       training.penalties); the weights are the encoder's either way.
+    with_pitch: also output a pitch score float32 [batch, 1], a linear
+      function ("pitch_head") of the backbone's features averaged over the
+      patches (order-invariant), for the pitch-ranking term (audio_perm.pitch).
 
   Returns:
     keras.Model mapping the encoder's input [batch, n, h, w, c] to float32
     [batch, head_size] (float32 even under a mixed-precision policy); with
-    with_features, to [that, features].
+    with_features and/or with_pitch, to [that, features] / [that, pitch] /
+    [that, features, pitch].
   """
   _check_positive("head_size", head_size)
   embedding_dim = encoder.output.shape[-1]
   hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
   _check_positive("hidden_dim", hidden_dim)
   inputs = keras.Input(encoder.input.shape[1:], name="patches")
-  if with_features:
+  if with_features or with_pitch:
     two_outputs = keras.Model(
         encoder.input, [encoder.output, encoder.get_layer("backbone").output],
         name=f"{encoder.name}_with_features")
@@ -491,7 +495,12 @@ def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
     x = encoder(inputs)
   x = keras.layers.Dense(hidden_dim, activation="relu", name="fc2")(x)
   outputs = keras.layers.Dense(head_size, dtype="float32", name="head")(x)
-  if with_features:
-    return keras.Model(inputs, [outputs, features], name=name)
+  extra = [features] if with_features else []
+  if with_pitch:
+    pooled = keras.layers.GlobalAveragePooling1D(name="patch_mean")(features)
+    extra.append(keras.layers.Dense(1, dtype="float32",
+                                    name="pitch_head")(pooled))
+  if extra:
+    return keras.Model(inputs, [outputs] + extra, name=name)
   return keras.Model(inputs, outputs, name=name)
 

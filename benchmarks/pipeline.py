@@ -8,7 +8,9 @@ Measures in one process, at the same batch size:
       over a fixed in-memory batch [batch, 64000] of real rendered notes;
   (b) the whole pretext pipeline from TFRecords on disk
       (data.pretext_dataset: read, parse, STFT, patches, permutations,
-      shuffled patches and targets), iterated as training would.
+      shuffled patches and targets), iterated as training would; with
+      --pitch_copies=K, each note resampled into K copies first (the same
+      number of STFTs per batch, batch_size / K notes).
 For context it also times (a') the same STFT run per example in a tf.data map
 over the in-memory batch (how the pipeline runs it by default), reported as
 stft_per_example_tfdata_examples_per_s; the ratio is (b) / (a) as specified,
@@ -63,6 +65,10 @@ flags.DEFINE_integer("num_patches", 10, "Number of patches.")
 flags.DEFINE_integer("frontend_batch_size", 1,
                      "Examples per frontend call in the pipeline "
                      "(data.pretext_dataset); 0 for whole batches.")
+flags.DEFINE_integer("pitch_copies", 0,
+                     "Time the pipeline with this many pitch-shifted copies "
+                     "per note (--pitch_copies of train.py; each batch then "
+                     "holds batch_size / pitch_copies notes). 0: off.")
 
 
 def _peak_rss_mb(who=resource.RUSAGE_SELF):
@@ -125,6 +131,7 @@ def main(argv):
       "patching": FLAGS.patching,
       "num_patches": FLAGS.num_patches,
       "frontend_batch_size": FLAGS.frontend_batch_size or FLAGS.batch_size,
+      "pitch_copies": FLAGS.pitch_copies,
       "cpu_count": os.cpu_count(),
       "tensorflow": tf.__version__,
   }
@@ -155,7 +162,8 @@ def main(argv):
     dataset = data.pretext_dataset(
         data_dir=data_dir, split=FLAGS.split, batch_size=FLAGS.batch_size,
         patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0,
-        frontend_batch_size=FLAGS.frontend_batch_size or None)
+        frontend_batch_size=FLAGS.frontend_batch_size or None,
+        pitch_copies=FLAGS.pitch_copies)
     iterator = iter(dataset)
     # Peak memory of the pipeline alone, before (a) and (a') allocate theirs.
     _time_batches(iterator, FLAGS.batch_size, 2 * FLAGS.warmup_batches, 0)

@@ -80,6 +80,12 @@ declare -A SETTINGS=(
   # Round 17: conv5's weights held nearer their start (a 3x stronger pull,
   # which with blocks 1-4 frozen acts on conv5 and the dense layers only).
   [tf_jitter_frozen4_decay30_vc_lr1e-3]="--patching=time_frequency $JITTER --frozen_blocks=4 --init_decay=30 --variance_penalty=25 --covariance_penalty=1 --learning_rate=1e-3"
+  # Round 18: a pretext term that needs pitch (--pitch_copies): each note as
+  # 4 copies shifted by up to +-3 semitones, ranked by a linear score of
+  # their features averaged over patches, on round 12's candidate; the
+  # term's weight 1 (at the start ~1/5 of the pretext loss) and 5.
+  [tf_jitter_decay10_vc_pitch4_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4w5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_weight=5 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -110,7 +116,8 @@ case "$ROUND" in
       fi ;;
   16) ORDER=(tf_jitter_frozen4_decay10_vc_lr1e-12) ;;
   17) ORDER=(tf_jitter_frozen4_decay30_vc_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 17." >&2; exit 2 ;;
+  18) ORDER=(tf_jitter_decay10_vc_pitch4_lr1e-3 tf_jitter_decay10_vc_pitch4w5_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 18." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
@@ -129,7 +136,7 @@ for name in "${ORDER[@]}"; do
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$PY" train.py --model_dir="$dir" --seed="$seed" --noverbose \
-      ${SETTINGS[$name]} "${DATA[@]}" 2>&1 | grep -E "error|Trained|Exported" || true
+      ${SETTINGS[$name]} "${DATA[@]}" 2>&1 | grep -E ": error: |Trained|Exported" || true
     echo "   $(( $(date +%s) - start )) s"
   done
 done

@@ -236,6 +236,10 @@ class OptimizerConfig:
       "features: the sum of squared off-diagonal covariances / features, so "
       "that they decorrelate (keeps the rank). 0: off.", check="nonnegative")
 
+  pitch_weight: float = leaf(
+      1.0, "float", "Weight of the pitch-ranking term of --pitch_copies "
+      "(ignored without it).", check="nonnegative")
+
   @property
   def uses_features(self):
     """True when a term needs the backbone's per-patch features."""

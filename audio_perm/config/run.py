@@ -43,6 +43,18 @@ class AugmentConfig:
       "cosines over the frequency bins (1 to 3 half-periods, random phases) "
       "with amplitudes uniform in [-eq_jitter/2, eq_jitter/2]. 0: off.",
       check="nonnegative")
+  pitch_copies: int = leaf(
+      0, "integer", "Show each note as this many pitch-shifted copies "
+      "(resampled by 2^(s/12), s uniform in [-pitch_range, pitch_range] "
+      "semitones, each copy shuffled and jittered on its own) and add the "
+      "pitch-ranking term: the copies ranked by pitch from a linear score of "
+      "their backbone features averaged over patches (audio_perm.pitch; an "
+      "option outside the paper, see docs/recipe_sweep.md). The batch then "
+      "holds batch_size / pitch_copies notes. 0: off; else 2 or more, "
+      "dividing each replica's batch.", check="nonnegative")
+  pitch_range: float = leaf(
+      3.0, "float", "Largest pitch shift of the --pitch_copies, in "
+      "semitones (at most 12).", check="positive")
 
   def active(self):
     return any((self.gain_jitter, self.tilt_jitter, self.eq_jitter))
@@ -147,6 +159,7 @@ class TrainConfig:
       raise ValueError(
           f"frozen_blocks={self.optimizer.frozen_blocks}: the backbone has "
           f"{NUM_BLOCKS} conv blocks; give 0 to {NUM_BLOCKS}.")
+    self.check_pitch_copies()
     if self.deterministic and self.jit_compile:
       raise ValueError(
           "deterministic and jit_compile together: XLA has no deterministic "
@@ -157,6 +170,25 @@ class TrainConfig:
     if check_data:
       check_data_source(self.data_dir, self.train_pattern)
     return self
+
+  def check_pitch_copies(self, num_replicas=1):
+    """ValueError naming the flag unless the pitch copies fit the batch."""
+    copies = self.augment.pitch_copies
+    if not copies:
+      return
+    if copies < 2:
+      raise ValueError(f"pitch_copies={copies}: the pitch term ranks at "
+                       "least 2 copies of a note; give 0 (off) or 2 or more.")
+    from audio_perm import pitch  # pylint: disable=g-import-not-at-top
+    pitch.check_range(self.augment.pitch_range)
+    replicas = max(1, int(num_replicas))
+    if self.batch_size % (copies * replicas):
+      unit = copies * replicas
+      suggested = max(unit, self.batch_size // unit * unit)
+      raise ValueError(
+          f"pitch_copies={copies} must divide each replica's batch "
+          f"(batch_size={self.batch_size} over {replicas} replica(s)); "
+          f"e.g. --batch_size={suggested}.")
 
   def ignored_settings(self, explicitly_set=()):
     return self.objective.ignored_settings(explicitly_set)

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from audio_perm import patches as patches_lib
+from audio_perm import pitch as pitch_lib
 from audio_perm import permutations as perm_lib
 from audio_perm import spectrogram as spectrogram_lib
 from audio_perm.data import checks
@@ -175,7 +176,9 @@ def pretext_dataset(data_dir=None,
                     gain_jitter=0.0,
                     tilt_jitter=0.0,
                     eq_jitter=0.0,
-                    frequency_scale="linear"):
+                    frequency_scale="linear",
+                    pitch_copies=0,
+                    pitch_range=3.0):
   """Batches of shuffled spectrogram patches and their targets.
 
   Args:
@@ -222,10 +225,18 @@ def pretext_dataset(data_dir=None,
       random tilt and a smooth random EQ over the bins per example; 0: off.
     frequency_scale: the spectrogram's frequency axis
       (spectrogram.FREQUENCY_SCALES); tilt and EQ run over its bins.
+    pitch_copies: K >= 2 shows each note as K consecutive examples, its
+      copies resampled by audio_perm.pitch.shifted_copies (each with its
+      own crop, augmentations and permutation), and adds their pitch ranks
+      to each batch; B / K notes per batch. 0: off.
+    pitch_range: largest shift of the copies, in semitones.
 
   Returns:
     tf.data.Dataset of (patches float32 [B, n, patch_frames, patch_bins, 1],
-    target), patches in the shuffled order, static shapes.
+    target), patches in the shuffled order, static shapes; with
+    pitch_copies, (patches, target, pitch ranks int32 [B]), where examples
+    b*K .. b*K+K-1 are the copies of one note and their pitch ranks are a
+    permutation of 0..K-1 (0: the lowest copy).
 
   Raises:
     ValueError: bad arguments, or bad data found while building (no files,
@@ -261,6 +272,17 @@ def pretext_dataset(data_dir=None,
 
   chunk = (per_replica_batch if frontend_batch_size is None else
            max(1, min(int(frontend_batch_size), per_replica_batch)))
+  pitch_copies = int(pitch_copies)
+  if pitch_copies:
+    if pitch_copies < 2 or per_replica_batch % pitch_copies:
+      raise ValueError(
+          f"pitch_copies={pitch_copies} must be 0 (off) or at least 2 and "
+          f"divide each replica's batch ({per_replica_batch}).")
+    pitch_lib.check_range(pitch_range)
+    if chunk != 1:
+      raise ValueError(
+          f"pitch_copies={pitch_copies} needs frontend_batch_size=1 (one "
+          f"note per frontend call), got {frontend_batch_size}.")
   # Stateless seeds (shape [2]) for the crops and permutations, one per
   # example (chunk == 1) or per chunk, from a seeded stream that differs
   # from epoch to epoch.
@@ -338,7 +360,36 @@ def pretext_dataset(data_dir=None,
       perm = tf.gather(perm_table, label)  # [C, N]
     return perm_lib.shuffle_patches(patches, perm), label
 
-  if chunk == 1:
+  if chunk == 1 and pitch_copies:
+    # Each note becomes a group of K consecutive examples (its shifted
+    # copies); groups are batched whole, then flattened to [B, ...].
+    def parse_and_make_copies(record_path_index, example_seed):
+      record, path, index = record_path_index
+      audio = records_lib.parse_audio(record, path, num_samples,
+                                      index)  # [S]
+      copies, pitch_ranks = pitch_lib.shifted_copies(
+          audio, tf.random.experimental.stateless_fold_in(example_seed, 11),
+          pitch_copies, pitch_range)  # [K, S], [K]
+      patches, label = make_examples(copies, example_seed)
+      return patches, label, pitch_ranks, records_lib.is_finite(audio)
+
+    def flatten_groups(patches, label, pitch_ranks, finite):
+      del finite  # All true after the filter.
+      flat = lambda x: tf.reshape(
+          x, [per_replica_batch] + x.shape[2:].as_list())
+      return flat(patches), flat(label), flat(pitch_ranks)
+
+    ds = tf.data.Dataset.zip((ds, seeds))
+    ds = ds.map(parse_and_make_copies, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=deterministic)
+    ds = ds.filter(lambda patches, label, ranks, finite: finite)
+    if repeat:
+      ds = ds.repeat()
+    ds = ds.batch(per_replica_batch // pitch_copies, drop_remainder=True,
+                  num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic)
+    ds = ds.map(flatten_groups)
+  elif chunk == 1:
     # One map does parse + frontend per example (fewer stages, measured
     # ~10% faster than separate maps); non-finite examples are computed and
     # then dropped, which only costs anything when they exist.

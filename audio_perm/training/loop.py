@@ -67,7 +67,9 @@ def make_dataset_fn(config, permutation_set=None):
         frequency_scale=frontend.frequency_scale,
         gain_jitter=config.augment.gain_jitter,
         tilt_jitter=config.augment.tilt_jitter,
-        eq_jitter=config.augment.eq_jitter)
+        eq_jitter=config.augment.eq_jitter,
+        pitch_copies=config.augment.pitch_copies,
+        pitch_range=config.augment.pitch_range)
 
   return dataset_fn
 
@@ -210,10 +212,11 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
                                                        "train"))
             if chief else tf.summary.create_noop_writer())
   progbar = (keras.utils.Progbar(config.train_steps, stateful_metrics=[
-      "loss", "partial_ranks_accuracy", "examples_per_second"])
+      "loss", "partial_ranks_accuracy", "examples_per_second",
+      "pitch_ranks_accuracy"])
              if chief and config.verbose else None)
   image_batch = None
-  log_loss = log_accuracy = 0.0
+  log_loss = log_accuracy = log_pitch = 0.0
   log_count = 0
   log_start = time.perf_counter()
   while step < config.train_steps:
@@ -230,6 +233,8 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
     step += chunk
     log_loss += loss * chunk
     log_accuracy += accuracy * chunk
+    if config.augment.pitch_copies:
+      log_pitch += float(trainer.pitch_accuracy.numpy()) * chunk
     log_count += chunk
     if not math.isfinite(loss):
       raise FloatingPointError(
@@ -248,6 +253,8 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
               trainer.optimizer.learning_rate)),
           "examples_per_second": log_count * config.batch_size / elapsed,
       }
+      if config.augment.pitch_copies:
+        scalars["pitch_ranks_accuracy"] = log_pitch / log_count
       with writer.as_default():
         for name, value in scalars.items():
           summaries.write_scalar(name, value, step)
@@ -255,14 +262,14 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
       if progbar is not None:
         progbar.update(step, [(k, v) for k, v in scalars.items()
                               if k != "learning_rate"])
-      log_loss = log_accuracy = 0.0
+      log_loss = log_accuracy = log_pitch = 0.0
       log_count = 0
       log_start = time.perf_counter()
     if chief and (step % config.image_every == 0
                   or step == config.train_steps):
       if image_batch is None:
         image_batch = next(iter(dataset_fn(tf.distribute.InputContext())))
-      images = trainer.spectrogram_images(*image_batch)
+      images = trainer.spectrogram_images(*image_batch[:2])
       with writer.as_default():
         summaries.write_images("spectrogram/shuffled_reordered_original", images, step)
     if step % config.checkpoint_every == 0 or step == config.train_steps:

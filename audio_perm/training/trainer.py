@@ -15,7 +15,11 @@ penalty init_decay/2 * sum((w - w0)^2) towards the initial weights joins the
 loss that is differentiated (not the one reported); so do, with
 variance_penalty / covariance_penalty, VICReg's terms on the backbone's
 per-patch features (training.penalties). With frozen_blocks, conv blocks
-1..N stay at their initialisation (models.freeze_blocks).
+1..N stay at their initialisation (models.freeze_blocks). With pitch_copies
+K, each batch holds groups of K pitch-shifted copies of a note
+(audio_perm.pitch) and pitch_weight times the ranking loss of the copies'
+pitch scores (the pretext objective's ranking over K items; soft_rank when
+the pretext is classification) joins the differentiated loss.
 """
 
 from absl import logging
@@ -140,6 +144,10 @@ class Trainer:
     self.encoder_config = config.encoder
     self.global_batch_size = config.batch_size
     distribute.per_replica_batch_size(self.strategy, config.batch_size)
+    config.check_pitch_copies(self.strategy.num_replicas_in_sync)
+    self.pitch_copies = config.augment.pitch_copies
+    self.pitch_objective = (self.make_pitch_objective(config)
+                            if self.pitch_copies else None)
     if (config.jit_compile and config.encoder.normalization == "batch"
         and self.strategy.num_replicas_in_sync > 1):
       raise ValueError(
@@ -165,6 +173,11 @@ class Trainer:
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.anchors = (self._make_anchors(self.model)
                         if config.optimizer.init_decay else None)
+        # Mean pitch-ranking accuracy of the last train_function call (not
+        # checkpointed).
+        self.pitch_accuracy = tf.Variable(
+            0.0, trainable=False, name="pitch_accuracy",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     finally:
       keras.mixed_precision.set_global_policy(previous_policy)
     # Every model variable (BatchNorm statistics included) is tracked under
@@ -196,7 +209,30 @@ class Trainer:
     models.freeze_blocks(encoder, config.optimizer.frozen_blocks)
     return models.build_pretext_model(
         encoder, objective.head_size,
-        with_features=config.optimizer.uses_features), encoder
+        with_features=config.optimizer.uses_features,
+        with_pitch=bool(config.augment.pitch_copies)), encoder
+
+  @staticmethod
+  def make_pitch_objective(config):
+    """The ranking objective of the pitch copies (K items)."""
+    settings = config.objective
+    name = "soft_rank" if settings.name == "classification" else settings.name
+    return objectives_lib.make_objective(
+        name, config.augment.pitch_copies,
+        regularization=settings.regularization,
+        regularization_strength=settings.regularization_strength,
+        perturbation_samples=settings.perturbation_samples,
+        perturbation_sigma=settings.perturbation_sigma)
+
+  def split_outputs(self, outputs):
+    """(head outputs, features or None, pitch scores [batch] or None)."""
+    if not (self.config.optimizer.uses_features or self.pitch_copies):
+      return outputs, None, None
+    outputs = list(outputs)
+    head = outputs.pop(0)
+    features = outputs.pop(0) if self.config.optimizer.uses_features else None
+    pitch_scores = outputs.pop(0)[:, 0] if self.pitch_copies else None
+    return head, features, pitch_scores
 
   @staticmethod
   def _make_anchors(model):
@@ -219,8 +255,7 @@ class Trainer:
   def scores(self, patches, training=False):
     """The pretext head's outputs [batch, head_size] (without the features
     the model also returns when a feature penalty is on)."""
-    outputs = self.model(patches, training=training)
-    return outputs[0] if self.config.optimizer.uses_features else outputs
+    return self.split_outputs(self.model(patches, training=training))[0]
 
   def feature_penalty(self, features):
     """variance_penalty * variance + covariance_penalty * covariance terms
@@ -232,12 +267,30 @@ class Trainer:
 
   # --- the step -------------------------------------------------------------
 
-  def _compute(self, patches, target, seed):
-    """Loss (mean over the GLOBAL batch), gradients, summed accuracy."""
+  def pitch_loss(self, pitch_scores, pitch_target, seed):
+    """(pitch_weight * the copies' ranking loss over the GLOBAL number of
+    notes, the summed partial-ranks accuracy over this replica's notes).
+
+    pitch_scores: float32 [batch]; pitch_target: int32 [batch], groups of
+    pitch_copies consecutive examples.
+    """
+    copies = self.pitch_copies
+    scores = tf.reshape(pitch_scores, [-1, copies])
+    target = tf.reshape(tf.cast(pitch_target, tf.int32), [-1, copies])
+    per_note = self.pitch_objective.loss(scores, target, seed=seed)
+    loss = tf.nn.compute_average_loss(
+        per_note, global_batch_size=self.global_batch_size // copies)
+    accuracy = tf.reduce_sum(self.pitch_objective.accuracy(scores, target))
+    return self.config.optimizer.pitch_weight * loss, accuracy
+
+  def _compute(self, patches, target, seed, pitch_target=None):
+    """Loss (mean over the GLOBAL batch), gradients, summed accuracy, and
+    the pitch term's summed accuracy over the global number of notes (0
+    without pitch copies)."""
+    pitch_accuracy = tf.constant(0.0)
     with tf.GradientTape() as tape:
-      outputs = self.model(patches, training=True)
-      if self.config.optimizer.uses_features:
-        outputs, features = outputs
+      outputs, features, pitch_scores = self.split_outputs(
+          self.model(patches, training=True))
       per_example_loss = self.objective.loss(outputs, target, seed=seed)
       # Divide by the GLOBAL batch, not this replica's: the optimizer SUMS the
       # replicas' gradients, so the update is that of the global mean loss
@@ -255,26 +308,36 @@ class Trainer:
         # On this replica's patches; each replica adds its 1/replicas share.
         scaled_loss += tf.nn.scale_regularization_loss(
             self.feature_penalty(features))
+      if self.pitch_copies:
+        pitch_term, pitch_accuracy = self.pitch_loss(
+            pitch_scores, pitch_target, tf.reverse(seed, [0]))
+        scaled_loss += pitch_term
+        pitch_accuracy /= self.global_batch_size // self.pitch_copies
       if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
         scaled_loss = self.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, self.model.trainable_variables)
     accuracy = tf.reduce_sum(self.objective.accuracy(outputs, target)) / (
         self.global_batch_size)
-    return loss, grads, accuracy
+    return loss, grads, accuracy, pitch_accuracy
 
   def _replica_step(self, batch, step):
-    patches, target = batch
+    patches, target = batch[0], batch[1]
+    pitch_target = batch[2] if self.pitch_copies else None
     ctx = tf.distribute.get_replica_context()
     # Distinct perturbation noise per step and replica, reproducible.
     seed = tf.stack([tf.cast(self.config.seed, tf.int64),
                      step * 1024 + tf.cast(ctx.replica_id_in_sync_group,
                                            tf.int64)])
-    loss, grads, accuracy = self._compute_fn(patches, target, seed)
+    loss, grads, accuracy, pitch_accuracy = self._compute_fn(
+        patches, target, seed, pitch_target)
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-    return loss, accuracy
+    return loss, accuracy, pitch_accuracy
 
   def train_function(self):
     """tf.function(iterator, num_steps) -> (mean loss, mean accuracy).
+
+    With pitch copies, the mean pitch-ranking accuracy of the call is left in
+    self.pitch_accuracy.
 
     Runs num_steps (a scalar int32 tensor, so no retracing) optimisation
     steps on the global batches drawn from the distributed iterator.
@@ -294,16 +357,20 @@ class Trainer:
     def train_steps(iterator, num_steps):
       loss_sum = tf.constant(0.0)
       accuracy_sum = tf.constant(0.0)
+      pitch_sum = tf.constant(0.0)
       for _ in tf.range(num_steps):
         batch = next(iterator)
-        loss, accuracy = strategy.run(self._replica_step,
-                                      args=(batch, self.step.read_value()))
+        loss, accuracy, pitch_accuracy = strategy.run(
+            self._replica_step, args=(batch, self.step.read_value()))
+        pitch_sum += strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                     pitch_accuracy, None)
         # Each replica's value is already divided by the global batch.
         loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, None)
         accuracy_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, accuracy,
                                         None)
         self.step.assign_add(1)
       count = tf.cast(num_steps, tf.float32)
+      self.pitch_accuracy.assign(pitch_sum / count)
       return loss_sum / count, accuracy_sum / count
 
     self._train_function = train_steps

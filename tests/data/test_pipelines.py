@@ -362,3 +362,49 @@ def test_augmentations_reject_negative_values(magenta_files):
     with pytest.raises(ValueError, match=name):
       data.pretext_dataset(file_pattern=magenta_files, batch_size=2,
                            **{name: -1})
+
+
+def test_pitch_copies_come_in_groups_ranked_by_pitch(tmp_path, nsynth):
+  """Each note gives K consecutive examples whose pitch ranks order them."""
+  t = np.arange(nsynth.SHORT) / 16000
+  records = [nsynth.example(np.sin(2 * np.pi * (1500 + 100 * i) * t),
+                            index=i) for i in range(6)]
+  pattern = nsynth.write(tmp_path / "sines.tfrecord", records)
+  kwargs = dict(file_pattern=pattern, batch_size=4, num_patches=1,
+                patching="time", shuffle=False, deterministic=True, seed=3,
+                repeat=False, num_samples=nsynth.SHORT)
+  batches = list(data.pretext_dataset(pitch_copies=2, pitch_range=3.0,
+                                      **kwargs))
+  assert len(batches) == 3  # 6 notes, 2 a batch.
+  bins = spectrogram.num_bins()
+  for patches, target, ranks in batches:
+    assert patches.shape[0] == target.shape[0] == ranks.shape[0] == 4
+    for group in range(2):
+      pair = patches.numpy()[2 * group:2 * group + 2, 0, :, :, 0]
+      pair_ranks = ranks.numpy()[2 * group:2 * group + 2]
+      assert sorted(pair_ranks) == [0, 1]
+      # The louder bin of each copy's mean spectrum: the copy ranked higher
+      # has its peak at a higher (or, within a bin, the same) frequency.
+      peaks = np.argmax(pair.mean(axis=1), axis=-1)
+      assert peaks.shape == (2,) and np.all(peaks < bins)
+      low, high = np.argsort(pair_ranks)
+      assert peaks[high] >= peaks[low]
+  # Over all notes the shifts are not all equal: peaks differ somewhere.
+  all_patches = np.concatenate([p.numpy() for p, _, _ in batches])
+  peaks = np.argmax(all_patches[:, 0, :, :, 0].mean(axis=1), axis=-1)
+  assert np.any(peaks[0::2] != peaks[1::2])
+
+
+def test_pitch_copies_refuse_batches_they_do_not_divide(magenta_files):
+  with pytest.raises(ValueError, match="pitch_copies=3 .* divide"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                         pitch_copies=3)
+  with pytest.raises(ValueError, match="pitch_copies=1"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                         pitch_copies=1)
+  with pytest.raises(ValueError, match="frontend_batch_size=1"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                         pitch_copies=2, frontend_batch_size=2)
+  with pytest.raises(ValueError, match="pitch_range=20"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                         pitch_copies=2, pitch_range=20)

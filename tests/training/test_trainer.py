@@ -136,7 +136,7 @@ def _perturbed_gradients(fixed_batch_trainer, data_dir, init_decay, delta):
   for v, d in zip(trainer.model.trainable_variables, delta):
     v.assign(v.numpy() + d)
   patches, target = next(iterator)
-  loss, grads, _ = trainer._compute(patches, target,
+  loss, grads, _, _ = trainer._compute(patches, target,
                                     tf.constant([1, 2], tf.int64))
   return trainer, float(loss), [g.numpy() for g in grads]
 

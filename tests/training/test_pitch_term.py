@@ -1,0 +1,118 @@
+"""Tests of the pitch-ranking term (--pitch_copies) in training."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from audio_perm import training
+
+
+def _pitch_batch(copies=2, notes=2, shape=(24, 32)):
+  """(patches, target, pitch ranks) where a copy's rank sets how much of a
+  fixed pattern it holds, a cue the standardised input keeps."""
+  rng = np.random.default_rng(0)
+  pattern = rng.normal(size=(1, *shape, 1))
+  ranks = np.concatenate([rng.permutation(copies) for _ in range(notes)])
+  base = rng.normal(size=(notes * copies, 4, *shape, 1))
+  patches = (base + 1.5 * ranks[:, None, None, None, None] * pattern
+             ).astype(np.float32)
+  target = np.stack([rng.permutation(4) for _ in range(notes * copies)])
+  return patches, target.astype(np.int32), ranks.astype(np.int32)
+
+
+def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path):
+  config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
+                       pitch_copies=2, learning_rate=1e-2)
+  config.check_pitch_copies()
+  trainer = training.Trainer(config, patch_shape=(24, 32))
+  batch = _pitch_batch()
+  iterator = trainer.distributed_iterator(
+      lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
+  head, pitch_scores = trainer.model(batch[0], training=True)
+  assert head.shape == (4, 4) and pitch_scores.shape == (4, 1)
+
+  def pitch_term():
+    _, _, scores = trainer.split_outputs(trainer.model(batch[0],
+                                                       training=True))
+    return float(trainer.pitch_loss(scores, batch[2], None)[0])
+
+  before = pitch_term()
+  train = trainer.train_function()
+  for _ in range(3):
+    loss, _ = train(iterator, tf.constant(10))
+  assert np.isfinite(float(loss))
+  assert pitch_term() < 0.2 * before, (before, pitch_term())
+  assert float(trainer.pitch_accuracy.numpy()) == 1.0
+  assert trainer.scores(batch[0]).shape == (4, 4)
+  # The encoder is the same network as without the term.
+  plain = config.encoder.build_keras_encoder(patch_shape=(24, 32))
+  assert ([w.shape for w in plain.weights]
+          == [w.shape for w in trainer.encoder.weights])
+
+
+def test_the_term_weighs_in_and_zero_weight_leaves_the_pretext(tiny_config,
+                                                              tmp_path):
+  batch = _pitch_batch()
+  grads = {}
+  for weight in (0.0, 1.0):
+    config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
+                         pitch_copies=2, pitch_weight=weight)
+    trainer = training.Trainer(config, patch_shape=(24, 32))
+    _, grad, _, _ = trainer._compute(tf.constant(batch[0]),  # pylint: disable=protected-access
+                                     tf.constant(batch[1]),
+                                     tf.constant([1, 2], tf.int64),
+                                     tf.constant(batch[2]))
+    grads[weight] = {v.path: g for v, g in
+                     zip(trainer.model.trainable_variables, grad)}
+  # Weight 0: the pitch head gets no gradient; weight 1: its kernel does
+  # (a ranking does not change when every score moves by the same amount,
+  # so its bias gets none either way).
+  kernel, bias = "pitch_head/kernel", "pitch_head/bias"
+  assert {kernel, bias} <= set(grads[1.0])
+  magnitude = {w: {p: float(tf.reduce_max(tf.abs(grads[w][p])))
+                   for p in (kernel, bias)} for w in grads}
+  assert magnitude[0.0] == {kernel: 0.0, bias: 0.0}
+  assert magnitude[1.0][kernel] > 0.0 and magnitude[1.0][bias] < 1e-6
+  # The rest of the network gets the pitch term's gradient too.
+  conv = [p for p in grads[1.0] if "block5" in p and "kernel" in p]
+  assert conv and not np.allclose(grads[0.0][conv[0]], grads[1.0][conv[0]])
+
+
+@pytest.mark.parametrize("settings,match", [
+    (dict(pitch_copies=1), "pitch_copies=1"),
+    (dict(pitch_copies=3), r"pitch_copies=3 must divide .* --batch_size=3"),
+    (dict(pitch_copies=2, pitch_range=13.0), "pitch_range=13"),
+    (dict(pitch_copies=-2), "pitch_copies"),
+    (dict(pitch_copies=2, pitch_weight=-1.0), "pitch_weight"),
+])
+def test_bad_pitch_settings_are_refused(tiny_config, rendered_dataset_dir,
+                                        settings, match):
+  config = tiny_config(rendered_dataset_dir, **settings)
+  with pytest.raises(ValueError, match=match):
+    config.validate()
+
+
+def test_copies_must_divide_each_replicas_batch(tiny_config, tmp_path):
+  config = tiny_config(str(tmp_path), pitch_copies=4, batch_size=4)
+  config.check_pitch_copies(1)
+  with pytest.raises(ValueError, match="over 2 replica.* --batch_size=8"):
+    config.check_pitch_copies(2)
+
+
+@pytest.mark.slow
+def test_a_run_with_pitch_copies_logs_restores_and_exports(
+    tiny_config, rendered_dataset_dir, tmp_path):
+  config = tiny_config(rendered_dataset_dir, model_dir=str(tmp_path / "run"),
+                       train_steps=2, log_every=1, pitch_copies=2)
+  result = training.train(config, log=lambda _: None)
+  assert result["trained"] and result["export_dir"]
+  history = result["history"]
+  assert [h["step"] for h in history] == [1, 2]
+  assert all(0.0 <= h["pitch_ranks_accuracy"] <= 1.0 for h in history)
+  encoder, encoder_config = training.load_trained_encoder(
+      str(tmp_path / "run"))
+  assert encoder_config == config.encoder
+  _, initial = training.Trainer.build_model(config)
+  kernel = encoder.get_layer("fc1_embedding").kernel.numpy()
+  assert not np.allclose(
+      kernel, initial.get_layer("fc1_embedding").kernel.numpy())
