@@ -320,7 +320,7 @@ def frontend(waveform,
     frame_length, frame_step, fft_length, log_offset: STFT parameters.
     patch_gap: frames/bins cut off each patch (`cut_patches`; 0: none).
     gap_offsets: None (centred cuts) or int32 [batch, num_patches, 2].
-    spectral_offsets: None or float [batch, 1, bins] added to the log
+    spectral_offsets: None or float [batch, 1 or frames, bins] added to the log
       magnitudes on `frequency_scale` (training augmentations; None for the
       natural features).
     frequency_scale: one of spectrogram.FREQUENCY_SCALES ("linear": 513

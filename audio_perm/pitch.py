@@ -18,11 +18,23 @@ interpolation, zeros after the end), so every copy keeps the onset at the
 first sample. There is no anti-aliasing filter: a copy shifted up by s
 semitones folds content above 8 kHz / 2^(s/12) back (above 6.7 kHz at +3);
 keep `range` small.
+
+With envelope="original" (`envelope_offsets`) each copy's log spectrogram
+gets the smooth part of the original's instead of its own: the envelope is
+each frame's log magnitudes smoothed over ENVELOPE_BINS bins, so what
+remains of the shift is the fine structure (where the partials lie), and
+neither the spectral envelope nor the time course of the bands (the note
+made shorter by the resampling) tells the copies apart.
 """
 
 import tensorflow as tf
 
 MAX_SEMITONES = 12.0
+ENVELOPES = ("shifted", "original")
+# Width of the envelope's smoothing window over the frequency bins: 33
+# linear bins are 516 Hz at 16 kHz (harmonics closer than that, below about
+# MIDI 72, are smoothed away).
+ENVELOPE_BINS = 33
 
 
 def check_range(semitones):
@@ -92,3 +104,35 @@ def shifted_copies(waveform, seed, copies, semitones):
   shifts = draw_semitones(seed, copies, semitones)
   factors = tf.pow(2.0, shifts / 12.0)
   return resample(waveform, factors), tf.cast(ranks(shifts), tf.int32)
+
+
+def smooth_over_bins(log_spec, width=ENVELOPE_BINS):
+  """Each frame of [..., frames, bins] smoothed over its bins by a Hann
+  window of `width` bins (weights renormalised at the edges)."""
+  log_spec = tf.convert_to_tensor(log_spec, tf.float32)
+  shape = tf.shape(log_spec)
+  bins = log_spec.shape[-1]
+  window = tf.signal.hann_window(width + 2, periodic=False)[1:-1]
+  kernel = tf.reshape(window / tf.reduce_sum(window), [width, 1, 1])
+  rows = tf.reshape(log_spec, [-1, bins, 1])
+  smoothed = tf.nn.conv1d(rows, kernel, 1, "SAME")
+  weight = tf.nn.conv1d(tf.ones([1, bins, 1]), kernel, 1, "SAME")
+  return tf.reshape(smoothed / weight, shape)
+
+
+def envelope_offsets(original, copies, width=ENVELOPE_BINS):
+  """float32 [K, frames, bins] to add to the copies' log spectrograms so that
+  their smooth part is the original's: smooth(original) - smooth(copy).
+
+  Args:
+    original: float32 [frames, bins], the note's log spectrogram.
+    copies: float32 [K, frames, bins], its shifted copies'.
+  """
+  return (smooth_over_bins(original, width)[tf.newaxis]
+          - smooth_over_bins(copies, width))
+
+
+def check_envelope(envelope):
+  if envelope not in ENVELOPES:
+    raise ValueError(f"pitch_envelope={envelope!r} must be one of "
+                     f"{ENVELOPES}.")

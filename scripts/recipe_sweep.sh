@@ -86,6 +86,12 @@ declare -A SETTINGS=(
   # term's weight 1 (at the start ~1/5 of the pretext loss) and 5.
   [tf_jitter_decay10_vc_pitch4_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4w5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_weight=5 --learning_rate=1e-3"
+  # Round 19: round 18 cost pitch, more with weight 5: the copies could be
+  # ranked by their moved envelope and shortened note. Each copy keeps the
+  # note's own smooth envelope (--pitch_envelope=original), so only where
+  # the partials lie tells them apart.
+  [tf_jitter_decay10_vc_pitch4env_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4envw5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_weight=5 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -117,7 +123,8 @@ case "$ROUND" in
   16) ORDER=(tf_jitter_frozen4_decay10_vc_lr1e-12) ;;
   17) ORDER=(tf_jitter_frozen4_decay30_vc_lr1e-3) ;;
   18) ORDER=(tf_jitter_decay10_vc_pitch4_lr1e-3 tf_jitter_decay10_vc_pitch4w5_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 18." >&2; exit 2 ;;
+  19) ORDER=(tf_jitter_decay10_vc_pitch4env_lr1e-3 tf_jitter_decay10_vc_pitch4envw5_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 19." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()

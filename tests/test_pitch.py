@@ -67,3 +67,57 @@ def test_shifted_copies_are_ranked_by_their_pitch():
 def test_range_is_checked(value):
   with pytest.raises(ValueError, match=f"pitch_range={value}"):
     pitch.check_range(value)
+
+
+def _harmonic_note(f0, seconds=1.0):
+  """A decaying harmonic tone with a fixed formant near 1.5 kHz."""
+  t = np.arange(int(seconds * SR)) / SR
+  note = sum(np.exp(-((h * f0 - 1500.0) / 700.0) ** 2)
+             * np.sin(2 * np.pi * h * f0 * t) for h in range(1, 30)
+             if h * f0 < 7000)
+  return (note * np.exp(-3.0 * t)).astype(np.float32)
+
+
+def test_smoothing_over_bins_matches_a_brute_force_window():
+  rng = np.random.default_rng(3)
+  spec = rng.normal(size=(2, 3, 40)).astype(np.float32)
+  width = 7
+  window = np.hanning(width + 2)[1:-1]
+  got = pitch.smooth_over_bins(spec, width).numpy()
+  for f in range(40):
+    taps = [(k, window[k + width // 2]) for k in range(-(width // 2),
+                                                        width // 2 + 1)
+            if 0 <= f + k < 40]
+    want = (sum(w * spec[..., f + k] for k, w in taps)
+            / sum(w for _, w in taps))
+    np.testing.assert_allclose(got[..., f], want, atol=1e-5)
+
+
+def test_original_envelope_keeps_the_smooth_part_and_moves_the_partials():
+  from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
+  note = _harmonic_note(220.0)
+  copies = pitch.resample(note, [2 ** (-3 / 12), 2 ** (3 / 12)])
+  specs = spectrogram.log_magnitude_spectrogram(
+      tf.concat([note[np.newaxis], copies], axis=0)).numpy()
+  kept = specs[1:] + pitch.envelope_offsets(specs[0], specs[1:]).numpy()
+  smooth = lambda x: pitch.smooth_over_bins(x).numpy()
+  # The smooth part: far nearer the original's than the resampled copies'
+  # (formant moved, decay faster or slower).
+  moved = np.abs(smooth(specs[1:]) - smooth(specs[0])[np.newaxis]).mean()
+  left = np.abs(smooth(kept) - smooth(specs[0])[np.newaxis]).mean()
+  assert left < 0.3 * moved, (left, moved)
+  # The fine structure (what the smoothing leaves) is the copy's, not the
+  # original's: the partials sit where the resampling put them.
+  def ripple(x):
+    return (x - smooth(x))[:, :30, 5:400].reshape(len(x), -1)
+
+  for k in range(2):
+    with_copy = np.corrcoef(ripple(kept)[k], ripple(specs[1:])[k])[0, 1]
+    with_note = np.corrcoef(ripple(kept)[k], ripple(specs[:1])[0])[0, 1]
+    assert with_copy > 0.95 and with_note < 0.5, (k, with_copy, with_note)
+
+
+def test_envelope_choice_is_checked():
+  pitch.check_envelope("original")
+  with pytest.raises(ValueError, match="pitch_envelope='kept'"):
+    pitch.check_envelope("kept")

@@ -55,6 +55,13 @@ class AugmentConfig:
   pitch_range: float = leaf(
       3.0, "float", "Largest pitch shift of the --pitch_copies, in "
       "semitones (at most 12).", check="positive")
+  pitch_envelope: str = leaf(
+      "shifted", "enum", "The smooth spectro-temporal envelope of the "
+      "--pitch_copies: 'shifted' (what resampling gives: the envelope moves "
+      "with the partials and the note shortens) or 'original' (each copy "
+      "keeps the note's own, smoothed over 33 bins per frame, so only where "
+      "the partials lie tells the copies apart; audio_perm.pitch).",
+      choices=("shifted", "original"))
 
   def active(self):
     return any((self.gain_jitter, self.tilt_jitter, self.eq_jitter))

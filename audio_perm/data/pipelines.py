@@ -178,7 +178,8 @@ def pretext_dataset(data_dir=None,
                     eq_jitter=0.0,
                     frequency_scale="linear",
                     pitch_copies=0,
-                    pitch_range=3.0):
+                    pitch_range=3.0,
+                    pitch_envelope="shifted"):
   """Batches of shuffled spectrogram patches and their targets.
 
   Args:
@@ -230,6 +231,8 @@ def pretext_dataset(data_dir=None,
       own crop, augmentations and permutation), and adds their pitch ranks
       to each batch; B / K notes per batch. 0: off.
     pitch_range: largest shift of the copies, in semitones.
+    pitch_envelope: "shifted" or "original" (each copy keeps the note's
+      smooth envelope, audio_perm.pitch.envelope_offsets).
 
   Returns:
     tf.data.Dataset of (patches float32 [B, n, patch_frames, patch_bins, 1],
@@ -279,6 +282,7 @@ def pretext_dataset(data_dir=None,
           f"pitch_copies={pitch_copies} must be 0 (off) or at least 2 and "
           f"divide each replica's batch ({per_replica_batch}).")
     pitch_lib.check_range(pitch_range)
+    pitch_lib.check_envelope(pitch_envelope)
     if chunk != 1:
       raise ValueError(
           f"pitch_copies={pitch_copies} needs frontend_batch_size=1 (one "
@@ -327,8 +331,11 @@ def pretext_dataset(data_dir=None,
           [size, num_patches, 1, 1, 1], gain_seed, -gain_jitter, gain_jitter)
     return gap_offsets, spectral, gains
 
-  def make_examples(audio, chunk_seed):
-    """[C, S] waveforms -> (shuffled patches [C, N, H, W, 1], target)."""
+  def make_examples(audio, chunk_seed, extra_offsets=None):
+    """[C, S] waveforms -> (shuffled patches [C, N, H, W, 1], target).
+
+    extra_offsets: None or [C, frames, bins] added to the log spectrograms
+    (with the spectral jitter)."""
     crop_seed, perm_seed = tf.unstack(
         tf.random.experimental.stateless_split(chunk_seed, 2))
     size = tf.shape(audio)[0]
@@ -343,6 +350,9 @@ def pretext_dataset(data_dir=None,
     if patch_gap or gain_jitter or tilt_jitter or eq_jitter:
       gap_offsets, spectral_offsets, gains = augmentations(
           tf.random.experimental.stateless_fold_in(chunk_seed, 7), size)
+    if extra_offsets is not None:
+      spectral_offsets = (extra_offsets if spectral_offsets is None
+                          else spectral_offsets + extra_offsets)
     patches = patches_lib.frontend(
         audio, patching, num_patches, grid, crop_frames=crop_frames,
         crop_offsets=offsets, normalize=normalize, patch_gap=patch_gap,
@@ -370,7 +380,14 @@ def pretext_dataset(data_dir=None,
       copies, pitch_ranks = pitch_lib.shifted_copies(
           audio, tf.random.experimental.stateless_fold_in(example_seed, 11),
           pitch_copies, pitch_range)  # [K, S], [K]
-      patches, label = make_examples(copies, example_seed)
+      offsets = None
+      if pitch_envelope == "original":
+        specs = spectrogram_lib.to_frequency_scale(
+            spectrogram_lib.log_magnitude_spectrogram(
+                tf.concat([audio[tf.newaxis], copies], axis=0)),
+            frequency_scale)  # [1 + K, T, F]
+        offsets = pitch_lib.envelope_offsets(specs[0], specs[1:])
+      patches, label = make_examples(copies, example_seed, offsets)
       return patches, label, pitch_ranks, records_lib.is_finite(audio)
 
     def flatten_groups(patches, label, pitch_ranks, finite):

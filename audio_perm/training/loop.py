@@ -69,7 +69,8 @@ def make_dataset_fn(config, permutation_set=None):
         tilt_jitter=config.augment.tilt_jitter,
         eq_jitter=config.augment.eq_jitter,
         pitch_copies=config.augment.pitch_copies,
-        pitch_range=config.augment.pitch_range)
+        pitch_range=config.augment.pitch_range,
+        pitch_envelope=config.augment.pitch_envelope)
 
   return dataset_fn
 

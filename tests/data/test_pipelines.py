@@ -13,6 +13,7 @@ import tensorflow as tf
 from audio_perm import data
 from audio_perm import patches as patches_lib
 from audio_perm import permutations
+from audio_perm import pitch
 from audio_perm import spectrogram
 
 
@@ -408,3 +409,28 @@ def test_pitch_copies_refuse_batches_they_do_not_divide(magenta_files):
   with pytest.raises(ValueError, match="pitch_range=20"):
     data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
                          pitch_copies=2, pitch_range=20)
+
+
+def test_original_envelope_copies_keep_the_notes_smooth_spectrum(tmp_path,
+                                                                 nsynth):
+  """pitch_envelope="original": the copies' smooth spectra are the note's."""
+  t = np.arange(nsynth.SHORT) / 16000
+  tone = sum(np.sin(2 * np.pi * h * 330.0 * t) / h for h in range(1, 12))
+  pattern = nsynth.write(tmp_path / "tones.tfrecord",
+                         [nsynth.example(tone * np.exp(-4 * t), index=i)
+                          for i in range(2)])
+  kwargs = dict(file_pattern=pattern, batch_size=2, num_patches=1,
+                patching="time", shuffle=False, deterministic=True, seed=5,
+                repeat=False, num_samples=nsynth.SHORT, pitch_copies=2,
+                pitch_range=3.0)
+  spread = {}
+  for envelope in ("shifted", "original"):
+    patches, _, ranks = next(iter(data.pretext_dataset(
+        pitch_envelope=envelope, **kwargs)))
+    specs = patches.numpy()[:, 0, :, :, 0]  # [2, frames, bins]
+    smooth = pitch.smooth_over_bins(specs).numpy()
+    spread[envelope] = np.abs(smooth[0] - smooth[1]).mean()
+    assert sorted(ranks.numpy()) == [0, 1]
+  assert spread["original"] < 0.3 * spread["shifted"], spread
+  with pytest.raises(ValueError, match="pitch_envelope='kept'"):
+    data.pretext_dataset(pitch_envelope="kept", **kwargs)
