@@ -124,7 +124,10 @@ case "$ROUND" in
   17) ORDER=(tf_jitter_frozen4_decay30_vc_lr1e-3) ;;
   18) ORDER=(tf_jitter_decay10_vc_pitch4_lr1e-3 tf_jitter_decay10_vc_pitch4w5_lr1e-3) ;;
   19) ORDER=(tf_jitter_decay10_vc_pitch4env_lr1e-3 tf_jitter_decay10_vc_pitch4envw5_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 19." >&2; exit 2 ;;
+  # Round 20: round 19's weight-1 setting, the nearest yet, at more seeds
+  # (SEEDS="2 3").
+  20) ORDER=(tf_jitter_decay10_vc_pitch4env_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 20." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
