@@ -29,6 +29,8 @@ made shorter by the resampling) tells the copies apart.
 
 import tensorflow as tf
 
+from audio_perm import objectives
+
 MAX_SEMITONES = 12.0
 ENVELOPES = ("shifted", "original")
 # Width of the envelope's smoothing window over the frequency bins: 33
@@ -85,13 +87,6 @@ def draw_semitones(seed, copies, semitones):
                                      float(semitones))
 
 
-def ranks(values):
-  """0-based ranks int32 [..., K] of values along the last axis (ascending:
-  the lowest gets 0), the convention of audio_perm.permutations."""
-  order = tf.argsort(values, axis=-1, stable=True)
-  return tf.argsort(order, axis=-1, stable=True, direction="ASCENDING")
-
-
 def shifted_copies(waveform, seed, copies, semitones):
   """(copies float32 [K, samples], pitch ranks int32 [K]) of one note.
 
@@ -103,7 +98,9 @@ def shifted_copies(waveform, seed, copies, semitones):
   """
   shifts = draw_semitones(seed, copies, semitones)
   factors = tf.pow(2.0, shifts / 12.0)
-  return resample(waveform, factors), tf.cast(ranks(shifts), tf.int32)
+  # 0-based ascending ranks (the lowest copy gets 0), as the objectives'.
+  return (resample(waveform, factors),
+          objectives.predicted_ranks(shifts[tf.newaxis])[0])
 
 
 def smooth_over_bins(log_spec, width=ENVELOPE_BINS):

@@ -42,12 +42,14 @@ def test_resampled_sine_moves_by_the_factor(semitones):
 
 
 def test_ranks_match_brute_force():
-  rng = np.random.default_rng(1)
-  values = rng.normal(size=(20, 5)).astype(np.float32)
-  got = pitch.ranks(values).numpy()
-  for row, ranks in zip(values, got):
+  x = np.random.default_rng(1).normal(size=800).astype(np.float32)
+  for s in range(20):
+    seed = tf.constant([s, 3], tf.int64)
+    shifts = pitch.draw_semitones(seed, 5, 3.0).numpy()
+    _, ranks = pitch.shifted_copies(x, seed, 5, 3.0)
+    assert ranks.dtype == tf.int32
     for i in range(5):
-      assert ranks[i] == sum(row[j] < row[i] for j in range(5))
+      assert ranks.numpy()[i] == sum(shifts[j] < shifts[i] for j in range(5))
 
 
 def test_shifted_copies_are_ranked_by_their_pitch():

@@ -362,15 +362,17 @@ class Trainer:
         batch = next(iterator)
         loss, accuracy, pitch_accuracy = strategy.run(
             self._replica_step, args=(batch, self.step.read_value()))
-        pitch_sum += strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                     pitch_accuracy, None)
+        if self.pitch_copies:  # No extra all-reduce per step without them.
+          pitch_sum += strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                       pitch_accuracy, None)
         # Each replica's value is already divided by the global batch.
         loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, None)
         accuracy_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, accuracy,
                                         None)
         self.step.assign_add(1)
       count = tf.cast(num_steps, tf.float32)
-      self.pitch_accuracy.assign(pitch_sum / count)
+      if self.pitch_copies:
+        self.pitch_accuracy.assign(pitch_sum / count)
       return loss_sum / count, accuracy_sum / count
 
     self._train_function = train_steps
