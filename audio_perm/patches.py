@@ -336,6 +336,34 @@ def frontend(waveform,
         f"frontend expects waveforms [batch, samples], got shape "
         f"{waveform.shape}.")
   spec = spectrogram_lib.to_frequency_scale(spec, frequency_scale)
+  return frontend_from_spectrogram(
+      spec, patching, num_patches, grid, crop_frames=crop_frames,
+      crop_offsets=crop_offsets, normalize=normalize, patch_gap=patch_gap,
+      gap_offsets=gap_offsets, spectral_offsets=spectral_offsets)
+
+
+def frontend_from_spectrogram(spec,
+                              patching="frequency",
+                              num_patches=10,
+                              grid=None,
+                              crop_frames=None,
+                              crop_offsets=None,
+                              normalize=False,
+                              patch_gap=0,
+                              gap_offsets=None,
+                              spectral_offsets=None):
+  """`frontend` after its spectrogram: [batch, frames, bins] log magnitudes
+  already on the frequency scale -> [batch, n, H, W, 1] patches.
+
+  For callers that need the spectrogram themselves (the pitch copies'
+  envelope, data.pipelines), so that it is computed once; the arguments
+  are `frontend`'s.
+  """
+  spec = tf.convert_to_tensor(spec, tf.float32)
+  if spec.shape.rank != 3:
+    raise ValueError(
+        f"frontend_from_spectrogram expects [batch, frames, bins], got "
+        f"shape {spec.shape}.")
   frames = spec.shape[1]
   if spectral_offsets is not None:
     spec = spec + tf.cast(spectral_offsets, spec.dtype)

@@ -15,9 +15,16 @@ correlated with pitch.
 
 Resampling reads the note at positions t * factor from its onset (linear
 interpolation, zeros after the end), so every copy keeps the onset at the
-first sample. There is no anti-aliasing filter: a copy shifted up by s
-semitones folds content above 8 kHz / 2^(s/12) back (above 6.7 kHz at +3);
-keep `range` small.
+first sample. A copy read faster (factor f > 1) is first low-passed at
+Nyquist / f (`lowpass`: its DFT bins above the cutoff zeroed, with a short
+raised-cosine taper), so that no partial folds back below Nyquist as an
+inharmonic component: without it, a copy shifted up by s semitones would
+fold content above 8 kHz / 2^(s/12) back, and the amount folded would order
+the copies without their harmonic spacing. Likewise a copy shifted down by
+s is empty above 8 kHz * 2^(-s/12), a cue the smooth envelope below does not
+remove (it restores the level there, not the partials); with band="common"
+(the default) every copy is limited to the band they all fill,
+8 kHz * 2^(-range/12) (6.7 kHz at range 3, 4 kHz at range 12).
 
 With envelope="original" (`envelope_offsets`) each copy's log spectrogram
 gets the smooth part of the original's instead of its own: the envelope is
@@ -27,16 +34,21 @@ neither the spectral envelope nor the time course of the bands (the note
 made shorter by the resampling) tells the copies apart.
 """
 
+import math
+
 import tensorflow as tf
 
 from audio_perm import objectives
 
 MAX_SEMITONES = 12.0
 ENVELOPES = ("shifted", "original")
+BANDS = ("common", "full")
 # Width of the envelope's smoothing window over the frequency bins: 33
 # linear bins are 516 Hz at 16 kHz (harmonics closer than that, below about
 # MIDI 72, are smoothed away).
 ENVELOPE_BINS = 33
+# The anti-aliasing low-pass's transition, as a fraction of its cutoff.
+LOWPASS_TAPER = 0.05
 
 
 def check_range(semitones):
@@ -44,29 +56,80 @@ def check_range(semitones):
   if not 0.0 < float(semitones) <= MAX_SEMITONES:
     raise ValueError(
         f"pitch_range={semitones!r} semitones must be in (0, "
-        f"{MAX_SEMITONES:g}]; e.g. 3 (the copies are resampled without an "
-        "anti-aliasing filter, so large upward shifts fold high partials "
-        "back).")
+        f"{MAX_SEMITONES:g}]; e.g. 3.")
 
 
-def resample(waveform, factors):
-  """Copies of one waveform read `factors` times faster, on graph.
+def lowpass(waveform, cutoffs, taper=LOWPASS_TAPER):
+  """Copies of a waveform, each low-passed at its own cutoff, on graph.
 
-  copy_k[t] = waveform[t * factors[k]] with linear interpolation and zeros
-  past the end: a factor f raises every frequency by f (and shortens the
-  note by 1 / f); the onset stays at sample 0.
+  The DFT of the waveform (one rfft, or one per row) is multiplied by a gain
+  per copy: 1 below cutoff * (1 - taper), 0 above the cutoff, a raised
+  cosine between; a cutoff >= 1 leaves the copy exactly as it was. The
+  filter is circular (zero-phase over the whole note), which is harmless
+  for notes that have decayed by their last sample.
 
   Args:
-    waveform: float32 [samples].
-    factors: float32 [K], positive.
+    waveform: float32 [samples] (one source for all cutoffs) or
+      [K, samples] (one row per cutoff).
+    cutoffs: float32 [K], fractions of Nyquist (> 0).
+    taper: width of the transition, as a fraction of each cutoff.
 
   Returns:
     float32 [K, samples].
   """
   waveform = tf.convert_to_tensor(waveform, tf.float32)
+  cutoffs = tf.convert_to_tensor(cutoffs, tf.float32)[:, tf.newaxis]
+  rows = waveform if waveform.shape.rank == 2 else waveform[tf.newaxis]
+  samples = tf.shape(rows)[1]
+  spectrum = tf.signal.rfft(rows)  # [1 or K, S // 2 + 1]
+  # Bin k lies at 2k / S of Nyquist.
+  freq = (2.0 * tf.cast(tf.range(tf.shape(spectrum)[1]), tf.float32)
+          / tf.cast(samples, tf.float32))[tf.newaxis]  # [1, bins]
+  start = cutoffs * (1.0 - taper)
+  ramp = tf.clip_by_value((freq - start) / (cutoffs - start), 0.0, 1.0)
+  gain = 0.5 * (1.0 + tf.cos(math.pi * ramp))  # [K, bins]
+  filtered = tf.signal.irfft(spectrum * tf.cast(gain, tf.complex64),
+                             fft_length=samples[tf.newaxis])
+  return tf.where(cutoffs >= 1.0, rows, filtered)
+
+
+def resample(waveform, factors, antialias=True, band=1.0):
+  """Copies of one waveform read `factors` times faster, on graph.
+
+  copy_k[t] = w_k[t * factors[k]] with linear interpolation and zeros past
+  the end: a factor f raises every frequency by f (and shortens the note by
+  1 / f); the onset stays at sample 0. Without `antialias`, w_k is the
+  waveform. With it, w_k is the waveform low-passed at band / f of Nyquist
+  (`lowpass`, where that is below 1), so that nothing folds back, and the
+  copy is low-passed again at band * min(1, f), which removes the images
+  linear interpolation leaves above f * Nyquist in a copy read slower. With
+  band 1 each copy keeps all it can; a band below 1 limits every copy to
+  that fraction of Nyquist.
+
+  Args:
+    waveform: float32 [samples].
+    factors: float32 [K], positive.
+    antialias: low-pass the sources (the pipeline's choice); False reads
+      the waveform as it is.
+    band: the copies' band after resampling, as a fraction of Nyquist
+      (0 < band <= 1).
+
+  Returns:
+    float32 [K, samples].
+  """
+  if not 0.0 < float(band) <= 1.0:
+    raise ValueError(f"band={band!r} must be in (0, 1] (a fraction of "
+                     "Nyquist).")
+  waveform = tf.convert_to_tensor(waveform, tf.float32)
   factors = tf.convert_to_tensor(factors, tf.float32)
   samples = tf.shape(waveform)[0]
-  padded = tf.concat([waveform, tf.zeros([2], tf.float32)], axis=0)
+  if antialias:
+    sources = lowpass(waveform, float(band) / factors)  # [K, S]
+  else:
+    sources = tf.broadcast_to(waveform[tf.newaxis],
+                              [tf.shape(factors)[0], samples])
+  padded = tf.concat([sources, tf.zeros([tf.shape(factors)[0], 2],
+                                        tf.float32)], axis=1)  # [K, S + 2]
   # float64 positions: t * f in float32 loses the fraction past 2^24 / f.
   position = (tf.cast(tf.range(samples), tf.float64)[tf.newaxis, :]
               * tf.cast(factors, tf.float64)[:, tf.newaxis])  # [K, S]
@@ -75,10 +138,13 @@ def resample(waveform, factors):
   position = tf.minimum(position, limit)
   index = tf.cast(tf.floor(position), tf.int32)
   fraction = tf.cast(position - tf.floor(position), tf.float32)
-  left = tf.gather(padded, index)
-  right = tf.gather(padded, index + 1)
+  left = tf.gather(padded, index, batch_dims=1)
+  right = tf.gather(padded, index + 1, batch_dims=1)
   copies = left + fraction * (right - left)
-  return tf.where(inside, copies, tf.zeros_like(copies))
+  copies = tf.where(inside, copies, tf.zeros_like(copies))
+  if antialias:
+    copies = lowpass(copies, float(band) * tf.minimum(1.0, factors))
+  return copies
 
 
 def draw_semitones(seed, copies, semitones):
@@ -87,7 +153,13 @@ def draw_semitones(seed, copies, semitones):
                                      float(semitones))
 
 
-def shifted_copies(waveform, seed, copies, semitones):
+def common_band(semitones):
+  """The band every copy can fill, as a fraction of Nyquist: a copy shifted
+  down by `semitones` carries nothing above Nyquist * 2^(-semitones/12)."""
+  return 2.0 ** (-float(semitones) / 12.0)
+
+
+def shifted_copies(waveform, seed, copies, semitones, band="common"):
   """(copies float32 [K, samples], pitch ranks int32 [K]) of one note.
 
   Args:
@@ -95,12 +167,21 @@ def shifted_copies(waveform, seed, copies, semitones):
     seed: shape-[2] stateless seed of the shifts.
     copies: K >= 2 (static).
     semitones: the shifts' range (check_range).
+    band: "full": each copy keeps all it can (the anti-aliased `resample`;
+      a copy shifted down by s is empty above Nyquist * 2^(-s/12), so the
+      top of the band tells the lower copies apart); "common": every copy
+      low-passed to `common_band(semitones)` of Nyquist (the source at
+      that / factor before resampling), the band all copies fill, so that
+      only the partials inside it order them.
   """
+  check_band(band)
   shifts = draw_semitones(seed, copies, semitones)
   factors = tf.pow(2.0, shifts / 12.0)
+  resampled = resample(
+      waveform, factors,
+      band=common_band(semitones) if band == "common" else 1.0)
   # 0-based ascending ranks (the lowest copy gets 0), as the objectives'.
-  return (resample(waveform, factors),
-          objectives.predicted_ranks(shifts[tf.newaxis])[0])
+  return resampled, objectives.predicted_ranks(shifts[tf.newaxis])[0]
 
 
 def smooth_over_bins(log_spec, width=ENVELOPE_BINS):
@@ -127,6 +208,11 @@ def envelope_offsets(original, copies, width=ENVELOPE_BINS):
   """
   return (smooth_over_bins(original, width)[tf.newaxis]
           - smooth_over_bins(copies, width))
+
+
+def check_band(band):
+  if band not in BANDS:
+    raise ValueError(f"pitch_band={band!r} must be one of {BANDS}.")
 
 
 def check_envelope(envelope):

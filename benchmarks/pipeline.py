@@ -70,6 +70,12 @@ flags.DEFINE_integer("pitch_copies", 0,
                      "per note (--pitch_copies of train.py; each batch then "
                      "holds batch_size / pitch_copies notes). 0: off.")
 
+flags.DEFINE_float("pitch_range", 3.0, "--pitch_range of the copies.")
+flags.DEFINE_enum("pitch_band", "common", ["common", "full"],
+                  "--pitch_band of the copies.")
+flags.DEFINE_enum("pitch_envelope", "shifted", ["shifted", "original"],
+                  "--pitch_envelope of the copies.")
+
 
 def _peak_rss_mb(who=resource.RUSAGE_SELF):
   return resource.getrusage(who).ru_maxrss / 1024.0  # Linux: kB.
@@ -132,6 +138,9 @@ def main(argv):
       "num_patches": FLAGS.num_patches,
       "frontend_batch_size": FLAGS.frontend_batch_size or FLAGS.batch_size,
       "pitch_copies": FLAGS.pitch_copies,
+      "pitch_range": FLAGS.pitch_range,
+      "pitch_band": FLAGS.pitch_band,
+      "pitch_envelope": FLAGS.pitch_envelope,
       "cpu_count": os.cpu_count(),
       "tensorflow": tf.__version__,
   }
@@ -163,7 +172,8 @@ def main(argv):
         data_dir=data_dir, split=FLAGS.split, batch_size=FLAGS.batch_size,
         patching=FLAGS.patching, num_patches=FLAGS.num_patches, seed=0,
         frontend_batch_size=FLAGS.frontend_batch_size or None,
-        pitch_copies=FLAGS.pitch_copies)
+        pitch_copies=FLAGS.pitch_copies, pitch_range=FLAGS.pitch_range,
+        pitch_band=FLAGS.pitch_band, pitch_envelope=FLAGS.pitch_envelope)
     iterator = iter(dataset)
     # Peak memory of the pipeline alone, before (a) and (a') allocate theirs.
     _time_batches(iterator, FLAGS.batch_size, 2 * FLAGS.warmup_batches, 0)

@@ -92,6 +92,11 @@ declare -A SETTINGS=(
   # the partials lie tells them apart.
   [tf_jitter_decay10_vc_pitch4env_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4envw5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_weight=5 --learning_rate=1e-3"
+  # Round 21: the copies anti-aliased, their interpolation images removed
+  # and all limited to the band they share (--pitch_band=common, the
+  # default since round 21; rounds 18-20 ran before the filters).
+  [tf_jitter_decay10_vc_pitch4envband_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4envband12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_range=12 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -127,7 +132,11 @@ case "$ROUND" in
   # Round 20: round 19's weight-1 setting, the nearest yet, at more seeds
   # (SEEDS="2 3").
   20) ORDER=(tf_jitter_decay10_vc_pitch4env_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 20." >&2; exit 2 ;;
+  # Round 21: the copies without the cues the filters remove, at +-3 and
+  # +-12 semitones (an octave-scale order, nearer what the probe's pitch
+  # needs).
+  21) ORDER=(tf_jitter_decay10_vc_pitch4envband_lr1e-3 tf_jitter_decay10_vc_pitch4envband12_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 21." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()

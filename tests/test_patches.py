@@ -143,3 +143,30 @@ def test_frontend_crop():
                              atol=1e-6)
   assert patches.frontend_patch_shape(
       "frequency", 4, num_samples=16000, crop_frames=50) == (50, 128)
+
+
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_frontend_from_spectrogram_is_the_frontend_after_its_stft(scale):
+  """The pipeline's entry for spectrograms it already has: the same
+  patches as `frontend` on the waveforms, with crops, offsets and gaps."""
+  rng = np.random.default_rng(4)
+  x = rng.standard_normal((2, 16000)).astype(np.float32)
+  spec = spectrogram.to_frequency_scale(
+      spectrogram.log_magnitude_spectrogram(x), scale)
+  offsets = rng.standard_normal(spec.shape).astype(np.float32)
+  gaps = tf.constant(rng.integers(0, 3, (2, 4, 2)), tf.int32)
+  options = dict(crop_frames=50, crop_offsets=tf.constant([3, 40]),
+                 patch_gap=2, gap_offsets=gaps, spectral_offsets=offsets)
+  want = patches.frontend(x, "frequency", 4, frequency_scale=scale,
+                          **options).numpy()
+  got = patches.frontend_from_spectrogram(spec, "frequency", 4,
+                                          **options).numpy()
+  np.testing.assert_array_equal(got, want)
+  # The offsets matter (the check is not vacuous).
+  plain = patches.frontend_from_spectrogram(
+      spec, "frequency", 4, crop_frames=50,
+      crop_offsets=tf.constant([3, 40]), patch_gap=2,
+      gap_offsets=gaps).numpy()
+  assert np.abs(plain - got).max() > 0.5
+  with pytest.raises(ValueError, match="frames, bins"):
+    patches.frontend_from_spectrogram(spec[0])

@@ -17,19 +17,59 @@ def _peak_hz(segment):
   return (k + 0.5 * (a - c) / (a - 2 * b + c)) * SR / len(segment)
 
 
-def test_resample_matches_numpy_interpolation():
-  """The independent reference: np.interp at t * f, zero past the end."""
+def _numpy_lowpass(x, cutoff, taper=pitch.LOWPASS_TAPER):
+  """The reference filter: rfft gains 1 / raised cosine / 0, irfft."""
+  if cutoff >= 1.0:
+    return x.astype(np.float64)
+  freq = np.arange(len(x) // 2 + 1) * 2.0 / len(x)
+  start = cutoff * (1.0 - taper)
+  gain = np.where(freq <= start, 1.0, np.where(
+      freq >= cutoff, 0.0,
+      0.5 * (1.0 + np.cos(np.pi * (freq - start) / (cutoff - start)))))
+  return np.fft.irfft(np.fft.rfft(x.astype(np.float64)) * gain, n=len(x))
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("samples", [5000, 4999])
+def test_resample_matches_numpy_interpolation(antialias, samples):
+  """The independent reference: np.interp at t * f, zero past the end, of
+  the note low-passed at Nyquist / f by numpy's FFT when anti-aliased, and
+  the copy low-passed again at min(1, f) of Nyquist."""
   rng = np.random.default_rng(0)
-  x = rng.normal(size=5000).astype(np.float32)
+  x = rng.normal(size=samples).astype(np.float32)
   factors = np.array([0.8, 1.0, 1.1892, 1.5], np.float32)
-  got = pitch.resample(x, factors).numpy()
+  got = pitch.resample(x, factors, antialias=antialias).numpy()
   t = np.arange(len(x), dtype=np.float64)
   for k, f in enumerate(factors.astype(np.float64)):
-    want = np.interp(t * f, t, x.astype(np.float64), right=0.0)
+    source = _numpy_lowpass(x, 1.0 / f) if antialias else x
+    want = np.interp(t * f, t, source, right=0.0)
     want[t * f > len(x) - 1] = 0.0
-    np.testing.assert_allclose(got[k], want, atol=2e-6)
+    if antialias:
+      want = _numpy_lowpass(want, min(1.0, f))
+    np.testing.assert_allclose(got[k], want, atol=2e-5)
   np.testing.assert_array_equal(got[1], x)  # Factor 1: the note itself.
   assert np.all(got[3, int(np.ceil((len(x) - 1) / 1.5)) + 1:] == 0)
+
+
+def test_upward_copies_fold_nothing_back():
+  """A 7.2 kHz partial shifted up 3 semitones passes Nyquist: without the
+  filter it folds back to 16 - 8.56 = 7.44 kHz; with it, it is removed,
+  while a 2 kHz partial shifted up an octave keeps its amplitude."""
+  t = np.arange(SR) / SR
+  high = np.sin(2 * np.pi * 7200.0 * t).astype(np.float32)
+  factor = 2.0 ** 0.25
+  folded = pitch.resample(high, [factor], antialias=False).numpy()[0]
+  assert _peak_hz(folded[:SR // 2]) == pytest.approx(SR - 7200 * factor,
+                                                      rel=1e-3)
+  filtered = pitch.resample(high, [factor]).numpy()[0]
+  rms = lambda a: np.sqrt(np.mean(np.square(a[:SR // 2])))
+  assert rms(filtered) < 1e-3 * rms(folded)
+  low = np.sin(2 * np.pi * 2000.0 * t).astype(np.float32)
+  octave = pitch.resample(low, [2.0]).numpy()[0]
+  assert _peak_hz(octave[:SR // 2]) == pytest.approx(4000.0, rel=1e-3)
+  # Linear interpolation's own loss at 4 kHz: sinc^2(1/4) = 0.81 for the
+  # odd samples, none for the even ones; the filter adds nothing.
+  assert rms(octave) > 0.8 * rms(low)
 
 
 @pytest.mark.parametrize("semitones", [-3.0, -0.5, 0.7, 3.0])
@@ -123,3 +163,45 @@ def test_envelope_choice_is_checked():
   pitch.check_envelope("original")
   with pytest.raises(ValueError, match="pitch_envelope='kept'"):
     pitch.check_envelope("kept")
+
+
+def _band_energy(copy, low_hz, high_hz):
+  spectrum = np.abs(np.fft.rfft(copy * np.hanning(len(copy)))) ** 2
+  freq = np.fft.rfftfreq(len(copy), 1.0 / SR)
+  return spectrum[(freq >= low_hz) & (freq < high_hz)].sum()
+
+
+def test_common_band_limits_every_copy_to_the_band_they_all_fill():
+  """White noise, shifted by up to 3 semitones: with band="full" the copy
+  shifted down is empty at the top and the others are not (a cue that
+  orders them); with "common" every copy is empty above 8 kHz * 2^(-3/12)
+  (6.73 kHz) and full below it."""
+  x = np.random.default_rng(5).normal(size=SR).astype(np.float32)
+  edge = 8000.0 * pitch.common_band(3.0)
+  assert edge == pytest.approx(6727.2, abs=0.1)
+  for s in range(4):
+    seed = tf.constant([s, 9], tf.int64)
+    shifts = pitch.draw_semitones(seed, 4, 3.0).numpy()
+    usable = SR // 2 - 1000  # Away from the tails zeroed after the end.
+    for band in pitch.BANDS:
+      copies, _ = pitch.shifted_copies(x, seed, 4, 3.0, band=band)
+      for copy, shift in zip(copies.numpy()[:, :usable], shifts):
+        below = _band_energy(copy, 1000, 0.9 * edge)
+        top = _band_energy(copy, 1.01 * edge, 7900)
+        if band == "common":
+          assert top < 1e-4 * below, (band, shift)
+        else:
+          # The copy's own edge: 8 kHz * min(1, factor); per Hz, the band
+          # between the two edges holds energy like the band below
+          # (linear interpolation's own roll-off there is at most ~0.4).
+          own_edge = 0.95 * 8000.0 * min(1.0, 2.0 ** (shift / 12.0))
+          if own_edge > 1.1 * edge:
+            density = _band_energy(copy, 1.01 * edge, own_edge) / (
+                own_edge - 1.01 * edge)
+            assert density > 0.1 * below / (0.9 * edge - 1000), (band, shift)
+          nothing = _band_energy(copy, own_edge / 0.95 * 1.01, 8000)
+          assert nothing < 1e-4 * below, (band, shift)
+  with pytest.raises(ValueError, match="pitch_band='half'"):
+    pitch.shifted_copies(x, tf.constant([0, 1], tf.int64), 4, 3.0, "half")
+  with pytest.raises(ValueError, match="band=1.5"):
+    pitch.resample(x, [1.0], band=1.5)

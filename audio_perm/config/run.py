@@ -55,6 +55,14 @@ class AugmentConfig:
   pitch_range: float = leaf(
       3.0, "float", "Largest pitch shift of the --pitch_copies, in "
       "semitones (at most 12).", check="positive")
+  pitch_band: str = leaf(
+      "common", "enum", "The band of the --pitch_copies: 'common' (every "
+      "copy low-passed to 8 kHz * 2^(-pitch_range/12), the band they all "
+      "fill, so that the top of the band cannot order them) or 'full' (each "
+      "keeps what resampling leaves it: a copy shifted down by s is empty "
+      "above 8 kHz * 2^(-s/12)). Copies shifted up are low-passed before "
+      "resampling either way, so that nothing folds back.",
+      choices=("common", "full"))
   pitch_envelope: str = leaf(
       "shifted", "enum", "The smooth spectro-temporal envelope of the "
       "--pitch_copies: 'shifted' (what resampling gives: the envelope moves "

@@ -179,6 +179,7 @@ def pretext_dataset(data_dir=None,
                     frequency_scale="linear",
                     pitch_copies=0,
                     pitch_range=3.0,
+                    pitch_band="common",
                     pitch_envelope="shifted"):
   """Batches of shuffled spectrogram patches and their targets.
 
@@ -231,6 +232,7 @@ def pretext_dataset(data_dir=None,
       own crop, augmentations and permutation), and adds their pitch ranks
       to each batch; B / K notes per batch. 0: off.
     pitch_range: largest shift of the copies, in semitones.
+    pitch_band: "common" or "full" (audio_perm.pitch.shifted_copies).
     pitch_envelope: "shifted" or "original" (each copy keeps the note's
       smooth envelope, audio_perm.pitch.envelope_offsets).
 
@@ -282,6 +284,7 @@ def pretext_dataset(data_dir=None,
           f"pitch_copies={pitch_copies} must be 0 (off) or at least 2 and "
           f"divide each replica's batch ({per_replica_batch}).")
     pitch_lib.check_range(pitch_range)
+    pitch_lib.check_band(pitch_band)
     pitch_lib.check_envelope(pitch_envelope)
     if chunk != 1:
       raise ValueError(
@@ -331,11 +334,13 @@ def pretext_dataset(data_dir=None,
           [size, num_patches, 1, 1, 1], gain_seed, -gain_jitter, gain_jitter)
     return gap_offsets, spectral, gains
 
-  def make_examples(audio, chunk_seed, extra_offsets=None):
+  def make_examples(audio, chunk_seed, extra_offsets=None, specs=None):
     """[C, S] waveforms -> (shuffled patches [C, N, H, W, 1], target).
 
     extra_offsets: None or [C, frames, bins] added to the log spectrograms
-    (with the spectral jitter)."""
+    (with the spectral jitter).
+    specs: None, or the waveforms' log spectrograms [C, frames, bins] on
+    `frequency_scale` when the caller has them (not computed again)."""
     crop_seed, perm_seed = tf.unstack(
         tf.random.experimental.stateless_split(chunk_seed, 2))
     size = tf.shape(audio)[0]
@@ -353,11 +358,17 @@ def pretext_dataset(data_dir=None,
     if extra_offsets is not None:
       spectral_offsets = (extra_offsets if spectral_offsets is None
                           else spectral_offsets + extra_offsets)
-    patches = patches_lib.frontend(
-        audio, patching, num_patches, grid, crop_frames=crop_frames,
-        crop_offsets=offsets, normalize=normalize, patch_gap=patch_gap,
-        gap_offsets=gap_offsets, spectral_offsets=spectral_offsets,
-        frequency_scale=frequency_scale)  # [C, N, H, W, 1]
+    options = dict(crop_frames=crop_frames, crop_offsets=offsets,
+                   normalize=normalize, patch_gap=patch_gap,
+                   gap_offsets=gap_offsets,
+                   spectral_offsets=spectral_offsets)
+    if specs is None:
+      patches = patches_lib.frontend(
+          audio, patching, num_patches, grid,
+          frequency_scale=frequency_scale, **options)  # [C, N, H, W, 1]
+    else:
+      patches = patches_lib.frontend_from_spectrogram(
+          specs, patching, num_patches, grid, **options)
     if gains is not None:
       patches = patches + gains
     if perm_table is None:
@@ -379,15 +390,18 @@ def pretext_dataset(data_dir=None,
                                       index)  # [S]
       copies, pitch_ranks = pitch_lib.shifted_copies(
           audio, tf.random.experimental.stateless_fold_in(example_seed, 11),
-          pitch_copies, pitch_range)  # [K, S], [K]
-      offsets = None
+          pitch_copies, pitch_range, pitch_band)  # [K, S], [K]
       if pitch_envelope == "original":
+        # One STFT for the note and its copies; the copies' are reused.
         specs = spectrogram_lib.to_frequency_scale(
             spectrogram_lib.log_magnitude_spectrogram(
                 tf.concat([audio[tf.newaxis], copies], axis=0)),
             frequency_scale)  # [1 + K, T, F]
-        offsets = pitch_lib.envelope_offsets(specs[0], specs[1:])
-      patches, label = make_examples(copies, example_seed, offsets)
+        patches, label = make_examples(
+            copies, example_seed,
+            pitch_lib.envelope_offsets(specs[0], specs[1:]), specs[1:])
+      else:
+        patches, label = make_examples(copies, example_seed)
       return patches, label, pitch_ranks, records_lib.is_finite(audio)
 
     def flatten_groups(patches, label, pitch_ranks, finite):

@@ -70,6 +70,7 @@ def make_dataset_fn(config, permutation_set=None):
         eq_jitter=config.augment.eq_jitter,
         pitch_copies=config.augment.pitch_copies,
         pitch_range=config.augment.pitch_range,
+        pitch_band=config.augment.pitch_band,
         pitch_envelope=config.augment.pitch_envelope)
 
   return dataset_fn

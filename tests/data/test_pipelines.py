@@ -409,6 +409,9 @@ def test_pitch_copies_refuse_batches_they_do_not_divide(magenta_files):
   with pytest.raises(ValueError, match="pitch_range=20"):
     data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
                          pitch_copies=2, pitch_range=20)
+  with pytest.raises(ValueError, match="pitch_band='half'"):
+    data.pretext_dataset(file_pattern=magenta_files, batch_size=4,
+                         pitch_copies=2, pitch_band="half")
 
 
 def test_original_envelope_copies_keep_the_notes_smooth_spectrum(tmp_path,

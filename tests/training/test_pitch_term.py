@@ -82,6 +82,7 @@ def test_the_term_weighs_in_and_zero_weight_leaves_the_pretext(tiny_config,
     (dict(pitch_copies=1), "pitch_copies=1"),
     (dict(pitch_copies=3), r"pitch_copies=3 must divide .* --batch_size=3"),
     (dict(pitch_copies=2, pitch_range=13.0), "pitch_range=13"),
+    (dict(pitch_copies=2, pitch_band="half"), "pitch_band"),
     (dict(pitch_copies=-2), "pitch_copies"),
     (dict(pitch_copies=2, pitch_weight=-1.0), "pitch_weight"),
 ])
