@@ -459,8 +459,12 @@ def freeze_blocks(encoder, count):
   return blocks[:count]
 
 
+PITCH_FEATURES = ("backbone", "embedding")
+
+
 def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
-                        with_features=False, with_pitch=False):
+                        with_features=False, with_pitch=False,
+                        pitch_features="backbone"):
   """Stacks fc2 and a head on an encoder.
 
   Args:
@@ -474,6 +478,9 @@ def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
     with_pitch: also output a pitch score float32 [batch, 1], a linear
       function ("pitch_head") of the backbone's features averaged over the
       patches (order-invariant), for the pitch-ranking term (audio_perm.pitch).
+    pitch_features: what the pitch score reads: "backbone" (the per-patch
+      features averaged over the patches) or "embedding" (the encoder's
+      output, fc1, what evaluation and export use).
 
   Returns:
     keras.Model mapping the encoder's input [batch, n, h, w, c] to float32
@@ -493,13 +500,21 @@ def build_pretext_model(encoder, head_size, hidden_dim=None, name="pretext",
     x, features = two_outputs(inputs)
   else:
     x = encoder(inputs)
+  embedding = x
   x = keras.layers.Dense(hidden_dim, activation="relu", name="fc2")(x)
   outputs = keras.layers.Dense(head_size, dtype="float32", name="head")(x)
   extra = [features] if with_features else []
   if with_pitch:
-    pooled = keras.layers.GlobalAveragePooling1D(name="patch_mean")(features)
+    if pitch_features == "backbone":
+      source = keras.layers.GlobalAveragePooling1D(name="patch_mean")(
+          features)
+    elif pitch_features == "embedding":
+      source = embedding
+    else:
+      raise ValueError(f"pitch_features={pitch_features!r} must be one of "
+                       f"{PITCH_FEATURES}.")
     extra.append(keras.layers.Dense(1, dtype="float32",
-                                    name="pitch_head")(pooled))
+                                    name="pitch_head")(source))
   if extra:
     return keras.Model(inputs, [outputs] + extra, name=name)
   return keras.Model(inputs, outputs, name=name)

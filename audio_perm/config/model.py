@@ -239,6 +239,11 @@ class OptimizerConfig:
   pitch_weight: float = leaf(
       1.0, "float", "Weight of the pitch-ranking term of --pitch_copies "
       "(ignored without it).", check="nonnegative")
+  pitch_features: str = leaf(
+      "backbone", "enum", "What the --pitch_copies' score reads: 'backbone' "
+      "(the per-patch conv features averaged over the patches) or "
+      "'embedding' (fc1, the encoder's output that evaluation and export "
+      "use).", choices=("backbone", "embedding"))
 
   @property
   def uses_features(self):

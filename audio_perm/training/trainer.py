@@ -210,7 +210,8 @@ class Trainer:
     return models.build_pretext_model(
         encoder, objective.head_size,
         with_features=config.optimizer.uses_features,
-        with_pitch=bool(config.augment.pitch_copies)), encoder
+        with_pitch=bool(config.augment.pitch_copies),
+        pitch_features=config.optimizer.pitch_features), encoder
 
   @staticmethod
   def make_pitch_objective(config):

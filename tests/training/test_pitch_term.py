@@ -20,9 +20,11 @@ def _pitch_batch(copies=2, notes=2, shape=(24, 32)):
   return patches, target.astype(np.int32), ranks.astype(np.int32)
 
 
-def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path):
+@pytest.mark.parametrize("features", ["backbone", "embedding"])
+def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path, features):
   config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
-                       pitch_copies=2, learning_rate=1e-2)
+                       pitch_copies=2, learning_rate=1e-2,
+                       pitch_features=features)
   config.check_pitch_copies()
   trainer = training.Trainer(config, patch_shape=(24, 32))
   batch = _pitch_batch()
@@ -30,6 +32,12 @@ def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path):
       lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
   head, pitch_scores = trainer.model(batch[0], training=True)
   assert head.shape == (4, 4) and pitch_scores.shape == (4, 1)
+  # The score reads the pooled per-patch features or fc1 (8 wide here).
+  kernel = trainer.model.get_layer("pitch_head").kernel
+  features_width = trainer.encoder.get_layer("backbone").output.shape[-1]
+  assert kernel.shape == ((8, 1) if features == "embedding"
+                          else (features_width, 1))
+  assert features_width != 8
 
   def pitch_term():
     _, _, scores = trainer.split_outputs(trainer.model(batch[0],
@@ -83,6 +91,7 @@ def test_the_term_weighs_in_and_zero_weight_leaves_the_pretext(tiny_config,
     (dict(pitch_copies=3), r"pitch_copies=3 must divide .* --batch_size=3"),
     (dict(pitch_copies=2, pitch_range=13.0), "pitch_range=13"),
     (dict(pitch_copies=2, pitch_band="half"), "pitch_band"),
+    (dict(pitch_copies=2, pitch_features="fc2"), "pitch_features"),
     (dict(pitch_copies=-2), "pitch_copies"),
     (dict(pitch_copies=2, pitch_weight=-1.0), "pitch_weight"),
 ])
