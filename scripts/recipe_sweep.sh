@@ -97,6 +97,9 @@ declare -A SETTINGS=(
   # default since round 21; rounds 18-20 ran before the filters).
   [tf_jitter_decay10_vc_pitch4envband_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4envband12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_range=12 --learning_rate=1e-3"
+  # Round 22: the score on fc1; +-12 semitones with each copy's own band.
+  [tf_jitter_decay10_vc_pitch4envbandfc1_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_features=embedding --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4envfull12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=full --pitch_range=12 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -136,7 +139,11 @@ case "$ROUND" in
   # +-12 semitones (an octave-scale order, nearer what the probe's pitch
   # needs).
   21) ORDER=(tf_jitter_decay10_vc_pitch4envband_lr1e-3 tf_jitter_decay10_vc_pitch4envband12_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 21." >&2; exit 2 ;;
+  # Round 22: the pitch score read from fc1 (what the probe sees), and +-12
+  # semitones with each copy keeping its own band (round 21's +-12 run
+  # low-passed every input at 4 kHz).
+  22) ORDER=(tf_jitter_decay10_vc_pitch4envbandfc1_lr1e-3 tf_jitter_decay10_vc_pitch4envfull12_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 22." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
