@@ -36,6 +36,7 @@ made shorter by the resampling) tells the copies apart.
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from audio_perm import objectives
@@ -184,18 +185,35 @@ def shifted_copies(waveform, seed, copies, semitones, band="common"):
   return resampled, objectives.predicted_ranks(shifts[tf.newaxis])[0]
 
 
+def _smoothing_matrix(bins, width):
+  """numpy [bins, bins]: column j holds the Hann weights that smooth bin j,
+  renormalised to sum 1 where the window runs past the edges."""
+  window = np.hanning(width + 2)[1:-1]
+  half = width // 2
+  matrix = np.zeros((bins, bins))
+  for j in range(bins):
+    lo, hi = max(0, j - half), min(bins, j + half + 1)
+    weights = window[lo - (j - half):hi - (j - half)]
+    matrix[lo:hi, j] = weights / weights.sum()
+  return matrix.astype(np.float32)
+
+
 def smooth_over_bins(log_spec, width=ENVELOPE_BINS):
   """Each frame of [..., frames, bins] smoothed over its bins by a Hann
-  window of `width` bins (weights renormalised at the edges)."""
+  window of `width` (odd) bins (weights renormalised at the edges).
+
+  One matmul with a banded [bins, bins] matrix: on CPU it is several times
+  faster than the equivalent 1-D convolution, and the pipeline runs it for
+  every note (`envelope_offsets`)."""
+  if width % 2 != 1:
+    raise ValueError(f"width={width} must be odd (a window centred on "
+                     "each bin).")
   log_spec = tf.convert_to_tensor(log_spec, tf.float32)
   shape = tf.shape(log_spec)
   bins = log_spec.shape[-1]
-  window = tf.signal.hann_window(width + 2, periodic=False)[1:-1]
-  kernel = tf.reshape(window / tf.reduce_sum(window), [width, 1, 1])
-  rows = tf.reshape(log_spec, [-1, bins, 1])
-  smoothed = tf.nn.conv1d(rows, kernel, 1, "SAME")
-  weight = tf.nn.conv1d(tf.ones([1, bins, 1]), kernel, 1, "SAME")
-  return tf.reshape(smoothed / weight, shape)
+  rows = tf.reshape(log_spec, [-1, bins])
+  smoothed = tf.matmul(rows, tf.constant(_smoothing_matrix(bins, width)))
+  return tf.reshape(smoothed, shape)
 
 
 def envelope_offsets(original, copies, width=ENVELOPE_BINS):
