@@ -44,6 +44,11 @@ from audio_perm import objectives
 MAX_SEMITONES = 12.0
 ENVELOPES = ("shifted", "original")
 BANDS = ("common", "full")
+# The pitch term's losses: "rank" (the copies ranked by their scores, with
+# the pretext's differentiable ranking) or "shift" (`shift_loss`).
+LOSSES = ("rank", "shift")
+# shift_loss's Huber quadratic region, in semitones.
+SHIFT_LOSS_DELTA = 3.0
 # Width of the envelope's smoothing window over the frequency bins: 33
 # linear bins are 516 Hz at 16 kHz (harmonics closer than that, below about
 # MIDI 72, are smoothed away).
@@ -161,7 +166,8 @@ def common_band(semitones):
 
 
 def shifted_copies(waveform, seed, copies, semitones, band="common"):
-  """(copies float32 [K, samples], pitch ranks int32 [K]) of one note.
+  """(copies float32 [K, samples], their shifts float32 [K] in semitones)
+  of one note (`shift_ranks` gives the copies' pitch ranks).
 
   Args:
     waveform: float32 [samples].
@@ -181,8 +187,48 @@ def shifted_copies(waveform, seed, copies, semitones, band="common"):
   resampled = resample(
       waveform, factors,
       band=common_band(semitones) if band == "common" else 1.0)
-  # 0-based ascending ranks (the lowest copy gets 0), as the objectives'.
-  return resampled, objectives.predicted_ranks(shifts[tf.newaxis])[0]
+  return resampled, shifts
+
+
+def shift_ranks(shifts):
+  """int32 [..., K]: 0-based ascending ranks of the copies' shifts [..., K]
+  (the lowest copy gets 0), as the objectives' targets."""
+  shifts = tf.convert_to_tensor(shifts, tf.float32)
+  flat = tf.reshape(shifts, [-1, shifts.shape[-1]])
+  return tf.reshape(objectives.predicted_ranks(flat), tf.shape(shifts))
+
+
+def shift_loss(scores, shifts, delta=SHIFT_LOSS_DELTA):
+  """float [notes]: the copies' scores asked to move with their shifts.
+
+  For each pair of copies i < j of a note, the error
+  (score_i - score_j) - (shift_i - shift_j) (in semitones) under a Huber
+  loss of `delta` semitones, averaged over the K (K - 1) / 2 pairs. The
+  score then has to follow the shift's size, not only its order: a score
+  that satisfies it for every note is a pitch (in semitones) up to a
+  constant per note, the relative-pitch objective of SPICE (Gfeller et al., 2020), where
+  a rank loss is satisfied by any score monotone in pitch within a note.
+
+  Args:
+    scores: float [notes, K], the copies' pitch scores.
+    shifts: float [notes, K], their shifts in semitones.
+    delta: the Huber loss's quadratic region, in semitones (> 0).
+  """
+  scores = tf.convert_to_tensor(scores)
+  if scores.dtype != tf.float64:
+    scores = tf.cast(scores, tf.float32)
+  shifts = tf.cast(shifts, scores.dtype)
+  copies = scores.shape[-1]
+  if copies is None or copies < 2:
+    raise ValueError(f"shift_loss needs K >= 2 copies per note, got {copies}.")
+  error = ((scores[:, :, tf.newaxis] - scores[:, tf.newaxis, :])
+           - (shifts[:, :, tf.newaxis] - shifts[:, tf.newaxis, :]))
+  size = tf.abs(error)
+  huber = tf.where(size <= delta, 0.5 * tf.square(error),
+                   delta * (size - 0.5 * delta))
+  upper = tf.constant(np.triu(np.ones((copies, copies)), k=1), scores.dtype)
+  return (tf.reduce_sum(huber * upper, axis=[1, 2])
+          / (copies * (copies - 1) / 2))
 
 
 def _smoothing_matrix(bins, width):

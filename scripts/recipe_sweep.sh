@@ -100,6 +100,12 @@ declare -A SETTINGS=(
   # Round 22: the score on fc1; +-12 semitones with each copy's own band.
   [tf_jitter_decay10_vc_pitch4envbandfc1_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_features=embedding --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4envfull12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=full --pitch_range=12 --learning_rate=1e-3"
+  # Round 23: the copies' scores asked to move by their shifts, not only to
+  # keep their order (--pitch_loss=shift, SPICE's relative-pitch loss), at
+  # +-3 semitones with weights 1 and 5, and at +-6.
+  [tf_jitter_decay10_vc_pitch4shift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4shiftw5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --pitch_weight=5 --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4shift6_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --pitch_range=6 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -143,7 +149,9 @@ case "$ROUND" in
   # semitones with each copy keeping its own band (round 21's +-12 run
   # low-passed every input at 4 kHz).
   22) ORDER=(tf_jitter_decay10_vc_pitch4envbandfc1_lr1e-3 tf_jitter_decay10_vc_pitch4envfull12_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 22." >&2; exit 2 ;;
+  # Round 23: the shift loss on the copies' scores.
+  23) ORDER=(tf_jitter_decay10_vc_pitch4shift_lr1e-3 tf_jitter_decay10_vc_pitch4shiftw5_lr1e-3 tf_jitter_decay10_vc_pitch4shift6_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 23." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()

@@ -86,7 +86,9 @@ def test_ranks_match_brute_force():
   for s in range(20):
     seed = tf.constant([s, 3], tf.int64)
     shifts = pitch.draw_semitones(seed, 5, 3.0).numpy()
-    _, ranks = pitch.shifted_copies(x, seed, 5, 3.0)
+    _, copy_shifts = pitch.shifted_copies(x, seed, 5, 3.0)
+    np.testing.assert_array_equal(copy_shifts.numpy(), shifts)
+    ranks = pitch.shift_ranks(copy_shifts)
     assert ranks.dtype == tf.int32
     for i in range(5):
       assert ranks.numpy()[i] == sum(shifts[j] < shifts[i] for j in range(5))
@@ -96,8 +98,9 @@ def test_shifted_copies_are_ranked_by_their_pitch():
   t = np.arange(SR) / SR
   x = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
   for s in range(5):
-    copies, ranks = pitch.shifted_copies(
+    copies, shifts = pitch.shifted_copies(
         x, tf.constant([s, 7], tf.int64), 4, 3.0)
+    ranks = pitch.shift_ranks(shifts)
     peaks = [_peak_hz(c[:SR // 2]) for c in copies.numpy()]
     np.testing.assert_array_equal(np.argsort(np.argsort(peaks)),
                                   ranks.numpy())
@@ -205,3 +208,73 @@ def test_common_band_limits_every_copy_to_the_band_they_all_fill():
     pitch.shifted_copies(x, tf.constant([0, 1], tf.int64), 4, 3.0, "half")
   with pytest.raises(ValueError, match="band=1.5"):
     pitch.resample(x, [1.0], band=1.5)
+
+
+def test_shift_ranks_keep_leading_axes():
+  shifts = np.array([[[0.5, -1.0, 2.0], [3.0, 1.0, -2.0]]], np.float32)
+  np.testing.assert_array_equal(pitch.shift_ranks(shifts).numpy(),
+                                [[[1, 0, 2], [2, 1, 0]]])
+
+
+def _shift_loss_reference(scores, shifts, delta):
+  """Brute force over the pairs, in float64."""
+  out = []
+  for s, t in zip(scores.astype(np.float64), shifts.astype(np.float64)):
+    terms = []
+    for i in range(len(s)):
+      for j in range(i + 1, len(s)):
+        e = (s[i] - s[j]) - (t[i] - t[j])
+        terms.append(0.5 * e * e if abs(e) <= delta
+                     else delta * (abs(e) - 0.5 * delta))
+    out.append(np.mean(terms))
+  return np.array(out)
+
+
+@pytest.mark.parametrize("copies", [2, 3, 5])
+def test_shift_loss_matches_brute_force(copies):
+  rng = np.random.default_rng(copies)
+  scores = rng.normal(scale=3.0, size=(6, copies)).astype(np.float32)
+  shifts = rng.uniform(-6, 6, size=(6, copies)).astype(np.float32)
+  got = pitch.shift_loss(scores, shifts, delta=3.0).numpy()
+  want = _shift_loss_reference(scores, shifts, 3.0)
+  # Both regions of the Huber loss are exercised.
+  errors = np.abs(scores[:, :, None] - scores[:, None, :]
+                  - (shifts[:, :, None] - shifts[:, None, :]))
+  assert np.any(errors > 3.0) and np.any((errors > 0) & (errors < 3.0))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_shift_loss_is_zero_exactly_for_a_pitch_up_to_a_constant():
+  shifts = np.array([[-3.0, 1.0, 2.5, 0.0]], np.float32)
+  offset = np.float32(7.0)
+  assert float(pitch.shift_loss(shifts + offset, shifts)[0]) < 1e-10
+  # A score in the right order but the wrong scale is not (the rank loss
+  # would be satisfied by it).
+  assert float(pitch.shift_loss(shifts / 4.0, shifts)[0]) > 1e-2
+
+
+def test_shift_loss_gradient_matches_finite_differences():
+  rng = np.random.default_rng(3)
+  scores = tf.constant(rng.normal(scale=3.0, size=(2, 4)), tf.float64)
+  shifts = tf.constant(rng.uniform(-3, 3, size=(2, 4)), tf.float64)
+
+  def total(x):
+    return tf.reduce_sum(pitch.shift_loss(x, shifts))
+
+  with tf.GradientTape() as tape:
+    tape.watch(scores)
+    value = total(scores)
+  grad = tape.gradient(value, scores).numpy()
+  eps = 1e-3
+  numeric = np.zeros_like(grad)
+  for index in np.ndindex(*grad.shape):
+    bump = np.zeros(grad.shape)
+    bump[index] = eps
+    numeric[index] = (float(total(scores + bump)) - float(total(scores - bump))
+                      ) / (2 * eps)
+  np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_shift_loss_needs_two_copies():
+  with pytest.raises(ValueError, match="K >= 2"):
+    pitch.shift_loss(np.zeros((3, 1), np.float32), np.zeros((3, 1)))

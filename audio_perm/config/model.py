@@ -244,6 +244,13 @@ class OptimizerConfig:
       "(the per-patch conv features averaged over the patches) or "
       "'embedding' (fc1, the encoder's output that evaluation and export "
       "use).", choices=("backbone", "embedding"))
+  pitch_loss: str = leaf(
+      "rank", "enum", "The --pitch_copies' term: 'rank' (the copies ranked "
+      "by their scores with the pretext's differentiable ranking) or "
+      "'shift' (each pair's score difference asked to equal its shift "
+      "difference in semitones, Huber loss: the score must follow how far the "
+      "pitch moved, not only its order; audio_perm.pitch.shift_loss).",
+      choices=("rank", "shift"))
 
   @property
   def uses_features(self):

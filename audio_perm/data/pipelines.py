@@ -229,7 +229,7 @@ def pretext_dataset(data_dir=None,
       (spectrogram.FREQUENCY_SCALES); tilt and EQ run over its bins.
     pitch_copies: K >= 2 shows each note as K consecutive examples, its
       copies resampled by audio_perm.pitch.shifted_copies (each with its
-      own crop, augmentations and permutation), and adds their pitch ranks
+      own crop, augmentations and permutation), and adds their shifts
       to each batch; B / K notes per batch. 0: off.
     pitch_range: largest shift of the copies, in semitones.
     pitch_band: "common" or "full" (audio_perm.pitch.shifted_copies).
@@ -239,9 +239,9 @@ def pretext_dataset(data_dir=None,
   Returns:
     tf.data.Dataset of (patches float32 [B, n, patch_frames, patch_bins, 1],
     target), patches in the shuffled order, static shapes; with
-    pitch_copies, (patches, target, pitch ranks int32 [B]), where examples
-    b*K .. b*K+K-1 are the copies of one note and their pitch ranks are a
-    permutation of 0..K-1 (0: the lowest copy).
+    pitch_copies, (patches, target, pitch shifts float32 [B] in
+    semitones), where examples b*K .. b*K+K-1 are the copies of one note
+    (audio_perm.pitch.shift_ranks gives their pitch ranks).
 
   Raises:
     ValueError: bad arguments, or bad data found while building (no files,
@@ -388,7 +388,7 @@ def pretext_dataset(data_dir=None,
       record, path, index = record_path_index
       audio = records_lib.parse_audio(record, path, num_samples,
                                       index)  # [S]
-      copies, pitch_ranks = pitch_lib.shifted_copies(
+      copies, pitch_shifts = pitch_lib.shifted_copies(
           audio, tf.random.experimental.stateless_fold_in(example_seed, 11),
           pitch_copies, pitch_range, pitch_band)  # [K, S], [K]
       if pitch_envelope == "original":
@@ -402,18 +402,18 @@ def pretext_dataset(data_dir=None,
             pitch_lib.envelope_offsets(specs[0], specs[1:]), specs[1:])
       else:
         patches, label = make_examples(copies, example_seed)
-      return patches, label, pitch_ranks, records_lib.is_finite(audio)
+      return patches, label, pitch_shifts, records_lib.is_finite(audio)
 
-    def flatten_groups(patches, label, pitch_ranks, finite):
+    def flatten_groups(patches, label, pitch_shifts, finite):
       del finite  # All true after the filter.
       flat = lambda x: tf.reshape(
           x, [per_replica_batch] + x.shape[2:].as_list())
-      return flat(patches), flat(label), flat(pitch_ranks)
+      return flat(patches), flat(label), flat(pitch_shifts)
 
     ds = tf.data.Dataset.zip((ds, seeds))
     ds = ds.map(parse_and_make_copies, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=deterministic)
-    ds = ds.filter(lambda patches, label, ranks, finite: finite)
+    ds = ds.filter(lambda patches, label, shifts, finite: finite)
     if repeat:
       ds = ds.repeat()
     ds = ds.batch(per_replica_batch // pitch_copies, drop_remainder=True,

@@ -17,9 +17,11 @@ variance_penalty / covariance_penalty, VICReg's terms on the backbone's
 per-patch features (training.penalties). With frozen_blocks, conv blocks
 1..N stay at their initialisation (models.freeze_blocks). With pitch_copies
 K, each batch holds groups of K pitch-shifted copies of a note
-(audio_perm.pitch) and pitch_weight times the ranking loss of the copies'
-pitch scores (the pretext objective's ranking over K items; soft_rank when
-the pretext is classification) joins the differentiated loss.
+(audio_perm.pitch) and pitch_weight times a loss on the copies' pitch
+scores joins the differentiated loss: pitch_loss "rank", their ranking loss
+(the pretext objective's ranking over K items; soft_rank when the pretext
+is classification), or "shift", score differences that must equal the
+shift differences (audio_perm.pitch.shift_loss).
 """
 
 from absl import logging
@@ -34,6 +36,7 @@ from audio_perm import models
 from audio_perm import objectives as objectives_lib
 from audio_perm import patches as patches_lib
 from audio_perm import permutations
+from audio_perm import pitch as pitch_lib
 from audio_perm.training import penalties
 
 OPTIMIZERS = config_lib.OPTIMIZERS
@@ -268,23 +271,29 @@ class Trainer:
 
   # --- the step -------------------------------------------------------------
 
-  def pitch_loss(self, pitch_scores, pitch_target, seed):
-    """(pitch_weight * the copies' ranking loss over the GLOBAL number of
-    notes, the summed partial-ranks accuracy over this replica's notes).
+  def pitch_loss(self, pitch_scores, pitch_shifts, seed):
+    """(pitch_weight * the copies' term (pitch_loss: rank or shift) over the
+    GLOBAL number of notes, the summed partial-ranks accuracy of the scores
+    over this replica's notes).
 
-    pitch_scores: float32 [batch]; pitch_target: int32 [batch], groups of
-    pitch_copies consecutive examples.
+    pitch_scores: float32 [batch]; pitch_shifts: float [batch], the copies'
+    shifts in semitones (any values that order them will do for the rank
+    loss), groups of pitch_copies consecutive examples.
     """
     copies = self.pitch_copies
     scores = tf.reshape(pitch_scores, [-1, copies])
-    target = tf.reshape(tf.cast(pitch_target, tf.int32), [-1, copies])
-    per_note = self.pitch_objective.loss(scores, target, seed=seed)
+    shifts = tf.reshape(tf.cast(pitch_shifts, tf.float32), [-1, copies])
+    target = pitch_lib.shift_ranks(shifts)
+    if self.config.optimizer.pitch_loss == "shift":
+      per_note = pitch_lib.shift_loss(scores, shifts)
+    else:
+      per_note = self.pitch_objective.loss(scores, target, seed=seed)
     loss = tf.nn.compute_average_loss(
         per_note, global_batch_size=self.global_batch_size // copies)
     accuracy = tf.reduce_sum(self.pitch_objective.accuracy(scores, target))
     return self.config.optimizer.pitch_weight * loss, accuracy
 
-  def _compute(self, patches, target, seed, pitch_target=None):
+  def _compute(self, patches, target, seed, pitch_shifts=None):
     """Loss (mean over the GLOBAL batch), gradients, summed accuracy, and
     the pitch term's summed accuracy over the global number of notes (0
     without pitch copies)."""
@@ -311,7 +320,7 @@ class Trainer:
             self.feature_penalty(features))
       if self.pitch_copies:
         pitch_term, pitch_accuracy = self.pitch_loss(
-            pitch_scores, pitch_target, tf.reverse(seed, [0]))
+            pitch_scores, pitch_shifts, tf.reverse(seed, [0]))
         scaled_loss += pitch_term
         pitch_accuracy /= self.global_batch_size // self.pitch_copies
       if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -323,14 +332,14 @@ class Trainer:
 
   def _replica_step(self, batch, step):
     patches, target = batch[0], batch[1]
-    pitch_target = batch[2] if self.pitch_copies else None
+    pitch_shifts = batch[2] if self.pitch_copies else None
     ctx = tf.distribute.get_replica_context()
     # Distinct perturbation noise per step and replica, reproducible.
     seed = tf.stack([tf.cast(self.config.seed, tf.int64),
                      step * 1024 + tf.cast(ctx.replica_id_in_sync_group,
                                            tf.int64)])
     loss, grads, accuracy, pitch_accuracy = self._compute_fn(
-        patches, target, seed, pitch_target)
+        patches, target, seed, pitch_shifts)
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
     return loss, accuracy, pitch_accuracy
 

@@ -365,11 +365,13 @@ def test_augmentations_reject_negative_values(magenta_files):
                            **{name: -1})
 
 
-def test_pitch_copies_come_in_groups_ranked_by_pitch(tmp_path, nsynth):
-  """Each note gives K consecutive examples whose pitch ranks order them."""
+def test_pitch_copies_come_in_groups_with_their_shifts(tmp_path, nsynth):
+  """Each note gives K consecutive examples, each with the shift that moved
+  its partials."""
   t = np.arange(nsynth.SHORT) / 16000
-  records = [nsynth.example(np.sin(2 * np.pi * (1500 + 100 * i) * t),
-                            index=i) for i in range(6)]
+  hz = [1500 + 100 * i for i in range(6)]
+  records = [nsynth.example(np.sin(2 * np.pi * f * t), index=i)
+             for i, f in enumerate(hz)]
   pattern = nsynth.write(tmp_path / "sines.tfrecord", records)
   kwargs = dict(file_pattern=pattern, batch_size=4, num_patches=1,
                 patching="time", shuffle=False, deterministic=True, seed=3,
@@ -378,22 +380,24 @@ def test_pitch_copies_come_in_groups_ranked_by_pitch(tmp_path, nsynth):
                                       **kwargs))
   assert len(batches) == 3  # 6 notes, 2 a batch.
   bins = spectrogram.num_bins()
-  for patches, target, ranks in batches:
-    assert patches.shape[0] == target.shape[0] == ranks.shape[0] == 4
+  bin_hz = 8000.0 / (bins - 1)
+  for b, (patches, target, shifts) in enumerate(batches):
+    assert patches.shape[0] == target.shape[0] == shifts.shape[0] == 4
+    assert shifts.dtype == tf.float32
+    assert np.all(np.abs(shifts.numpy()) <= 3.0)
     for group in range(2):
       pair = patches.numpy()[2 * group:2 * group + 2, 0, :, :, 0]
-      pair_ranks = ranks.numpy()[2 * group:2 * group + 2]
-      assert sorted(pair_ranks) == [0, 1]
-      # The louder bin of each copy's mean spectrum: the copy ranked higher
-      # has its peak at a higher (or, within a bin, the same) frequency.
+      pair_shifts = shifts.numpy()[2 * group:2 * group + 2]
+      # The louder bin of each copy's mean spectrum lies where the note's
+      # sine moved by the copy's shift.
       peaks = np.argmax(pair.mean(axis=1), axis=-1)
-      assert peaks.shape == (2,) and np.all(peaks < bins)
-      low, high = np.argsort(pair_ranks)
-      assert peaks[high] >= peaks[low]
-  # Over all notes the shifts are not all equal: peaks differ somewhere.
-  all_patches = np.concatenate([p.numpy() for p, _, _ in batches])
-  peaks = np.argmax(all_patches[:, 0, :, :, 0].mean(axis=1), axis=-1)
-  assert np.any(peaks[0::2] != peaks[1::2])
+      expected = hz[2 * b + group] * 2.0 ** (pair_shifts / 12.0) / bin_hz
+      np.testing.assert_allclose(peaks, expected, atol=1.0)
+      ranks = pitch.shift_ranks(pair_shifts).numpy()
+      assert sorted(ranks) == [0, 1]
+  # Over all notes the shifts are not all equal.
+  all_shifts = np.concatenate([s.numpy() for _, _, s in batches])
+  assert np.all(all_shifts[0::2] != all_shifts[1::2])
 
 
 def test_pitch_copies_refuse_batches_they_do_not_divide(magenta_files):

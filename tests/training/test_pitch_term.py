@@ -20,11 +20,14 @@ def _pitch_batch(copies=2, notes=2, shape=(24, 32)):
   return patches, target.astype(np.int32), ranks.astype(np.int32)
 
 
-@pytest.mark.parametrize("features", ["backbone", "embedding"])
-def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path, features):
+@pytest.mark.parametrize("features,loss", [("backbone", "rank"),
+                                           ("embedding", "rank"),
+                                           ("backbone", "shift")])
+def test_the_term_learns_to_rank_the_copies(tiny_config, tmp_path, features,
+                                           loss):
   config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
                        pitch_copies=2, learning_rate=1e-2,
-                       pitch_features=features)
+                       pitch_features=features, pitch_loss=loss)
   config.check_pitch_copies()
   trainer = training.Trainer(config, patch_shape=(24, 32))
   batch = _pitch_batch()
@@ -92,6 +95,7 @@ def test_the_term_weighs_in_and_zero_weight_leaves_the_pretext(tiny_config,
     (dict(pitch_copies=2, pitch_range=13.0), "pitch_range=13"),
     (dict(pitch_copies=2, pitch_band="half"), "pitch_band"),
     (dict(pitch_copies=2, pitch_features="fc2"), "pitch_features"),
+    (dict(pitch_copies=2, pitch_loss="l2"), "pitch_loss"),
     (dict(pitch_copies=-2), "pitch_copies"),
     (dict(pitch_copies=2, pitch_weight=-1.0), "pitch_weight"),
 ])
