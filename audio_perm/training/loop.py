@@ -37,6 +37,8 @@ import keras
 import tensorflow as tf
 
 from audio_perm import distribute
+from audio_perm import pitch
+from audio_perm import spectrogram
 from audio_perm.training import checkpoints
 from audio_perm.training import summaries
 from audio_perm.training.trainer import Trainer
@@ -194,6 +196,16 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
     log(f"Resuming from the checkpoint at step {step} in {config.model_dir}.")
 
   custom_data = dataset_fn is not None
+  augment = config.augment
+  if augment.pitch_copies and augment.pitch_band == "common":
+    # The copies are also the pretext's examples: the common band limits
+    # everything pretraining sees, which matters at a wide range.
+    cutoff_khz = (spectrogram.SAMPLE_RATE_HZ / 2000.0
+                  * pitch.common_band(augment.pitch_range))
+    log(f"--pitch_band=common: every pretraining input is low-passed at "
+        f"{cutoff_khz:.1f} kHz (--pitch_range={augment.pitch_range:g}); "
+        "evaluation and export see the whole band. --pitch_band=full keeps "
+        "it.")
   if dataset_fn is None:
     if config.skip_corrupt and chief:
       result["skipped"] = report_skipped(config)

@@ -117,8 +117,12 @@ def test_copies_must_divide_each_replicas_batch(tiny_config, tmp_path):
 def test_a_run_with_pitch_copies_logs_restores_and_exports(
     tiny_config, rendered_dataset_dir, tmp_path):
   config = tiny_config(rendered_dataset_dir, model_dir=str(tmp_path / "run"),
-                       train_steps=2, log_every=1, pitch_copies=2)
-  result = training.train(config, log=lambda _: None)
+                       train_steps=2, log_every=1, pitch_copies=2,
+                       pitch_range=12.0)
+  lines = []
+  result = training.train(config, log=lines.append)
+  # The common band (the default) limits every input at +-12 semitones.
+  assert any("low-passed at 4.0 kHz" in line for line in lines), lines
   assert result["trained"] and result["export_dir"]
   history = result["history"]
   assert [h["step"] for h in history] == [1, 2]
