@@ -106,6 +106,10 @@ declare -A SETTINGS=(
   [tf_jitter_decay10_vc_pitch4shift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4shiftw5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --pitch_weight=5 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4shift6_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_loss=shift --pitch_range=6 --learning_rate=1e-3"
+  # Round 24: the copies without the term (--pitch_weight=0), at +-3 and
+  # +-6: what training the pretext on the copies alone costs.
+  [tf_jitter_decay10_vc_copies4w0_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_weight=0 --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_copies4r6w0_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_range=6 --pitch_weight=0 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -151,7 +155,9 @@ case "$ROUND" in
   22) ORDER=(tf_jitter_decay10_vc_pitch4envbandfc1_lr1e-3 tf_jitter_decay10_vc_pitch4envfull12_lr1e-3) ;;
   # Round 23: the shift loss on the copies' scores.
   23) ORDER=(tf_jitter_decay10_vc_pitch4shift_lr1e-3 tf_jitter_decay10_vc_pitch4shiftw5_lr1e-3 tf_jitter_decay10_vc_pitch4shift6_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 23." >&2; exit 2 ;;
+  # Round 24: round 23's copies with the term off (weight 0), a control.
+  24) ORDER=(tf_jitter_decay10_vc_copies4w0_lr1e-3 tf_jitter_decay10_vc_copies4r6w0_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 24." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
