@@ -110,6 +110,11 @@ declare -A SETTINGS=(
   # +-6: what training the pretext on the copies alone costs.
   [tf_jitter_decay10_vc_copies4w0_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_weight=0 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_copies4r6w0_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_range=6 --pitch_weight=0 --learning_rate=1e-3"
+  # Round 25: the pretext on the notes as they are, the copies for the
+  # pitch term only (--pitch_pretext=note), rank and shift losses; round
+  # 12's candidate again as the baseline of this environment.
+  [tf_jitter_decay10_vc_pitch4note_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4noteshift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note --pitch_loss=shift --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -157,7 +162,9 @@ case "$ROUND" in
   23) ORDER=(tf_jitter_decay10_vc_pitch4shift_lr1e-3 tf_jitter_decay10_vc_pitch4shiftw5_lr1e-3 tf_jitter_decay10_vc_pitch4shift6_lr1e-3) ;;
   # Round 24: round 23's copies with the term off (weight 0), a control.
   24) ORDER=(tf_jitter_decay10_vc_copies4w0_lr1e-3 tf_jitter_decay10_vc_copies4r6w0_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 24." >&2; exit 2 ;;
+  # Round 25: the copies for the pitch term only (--pitch_pretext=note).
+  25) ORDER=(tf_jitter_decay10_vc_lr1e-3 tf_jitter_decay10_vc_pitch4note_lr1e-3 tf_jitter_decay10_vc_pitch4noteshift_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 25." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()

@@ -70,6 +70,15 @@ class AugmentConfig:
       "keeps the note's own, smoothed over 33 bins per frame, so only where "
       "the partials lie tells the copies apart; audio_perm.pitch).",
       choices=("shifted", "original"))
+  pitch_pretext: str = leaf(
+      "copies", "enum", "What the permutation pretext sees with "
+      "--pitch_copies: 'copies' (each copy is also a pretext example, so "
+      "pretraining sees only resampled, envelope-corrected and band-limited "
+      "notes) or 'note' (the pretext sees the notes as they are, a batch of "
+      "batch_size, and a second batch of batch_size copies feeds only the "
+      "pitch term, through BatchNorm's moving statistics so that those stay "
+      "the natural notes'; about twice the compute per step).",
+      choices=("copies", "note"))
 
   def active(self):
     return any((self.gain_jitter, self.tilt_jitter, self.eq_jitter))

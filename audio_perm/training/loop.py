@@ -47,13 +47,27 @@ EXPORT_INFO_FILENAME = "export_info.json"
 
 
 def make_dataset_fn(config, permutation_set=None):
-  """input_context -> per-replica tf.data.Dataset of (patches, target)."""
+  """input_context -> per-replica tf.data.Dataset of (patches, target), with
+  --pitch_copies (patches, target, shifts), and with --pitch_pretext=note
+  (patches, target, copies' patches, shifts)."""
   from audio_perm import data  # pylint: disable=g-import-not-at-top
   target = ("classification" if config.objective.name == "classification"
             else "ranks")
   frontend = config.frontend
+  augment = config.augment
 
   def dataset_fn(input_context, seed=config.seed):
+    if augment.pitch_copies and augment.pitch_pretext == "note":
+      notes = pretext_fn(input_context, seed, pitch_copies=0)
+      # The notes in another order than the pretext's (a seed of their own).
+      copies = pretext_fn(input_context, seed + 7_919,
+                          pitch_copies=augment.pitch_copies)
+      return tf.data.Dataset.zip((notes, copies)).map(
+          lambda n, c: (n[0], n[1], c[0], c[2]))
+    return pretext_fn(input_context, seed,
+                      pitch_copies=augment.pitch_copies)
+
+  def pretext_fn(input_context, seed, pitch_copies):
     # batch_size is the GLOBAL batch: pretext_dataset batches by
     # input_context.get_per_replica_batch_size(batch_size) itself.
     return data.pretext_dataset(
@@ -70,7 +84,7 @@ def make_dataset_fn(config, permutation_set=None):
         gain_jitter=config.augment.gain_jitter,
         tilt_jitter=config.augment.tilt_jitter,
         eq_jitter=config.augment.eq_jitter,
-        pitch_copies=config.augment.pitch_copies,
+        pitch_copies=pitch_copies,
         pitch_range=config.augment.pitch_range,
         pitch_band=config.augment.pitch_band,
         pitch_envelope=config.augment.pitch_envelope)
@@ -197,7 +211,8 @@ def train(config, strategy=None, *, dataset_fn=None, overwrite=False,
 
   custom_data = dataset_fn is not None
   augment = config.augment
-  if augment.pitch_copies and augment.pitch_band == "common":
+  if (augment.pitch_copies and augment.pitch_band == "common"
+      and augment.pitch_pretext == "copies"):
     # The copies are also the pretext's examples: the common band limits
     # everything pretraining sees, which matters at a wide range.
     cutoff_khz = (spectrogram.SAMPLE_RATE_HZ / 2000.0

@@ -21,7 +21,9 @@ K, each batch holds groups of K pitch-shifted copies of a note
 scores joins the differentiated loss: pitch_loss "rank", their ranking loss
 (the pretext objective's ranking over K items; soft_rank when the pretext
 is classification), or "shift", score differences that must equal the
-shift differences (audio_perm.pitch.shift_loss).
+shift differences (audio_perm.pitch.shift_loss). With pitch_pretext "note"
+the pretext's batch holds the notes as they are and the copies come as a
+second batch that only the pitch term sees.
 """
 
 from absl import logging
@@ -293,14 +295,20 @@ class Trainer:
     accuracy = tf.reduce_sum(self.pitch_objective.accuracy(scores, target))
     return self.config.optimizer.pitch_weight * loss, accuracy
 
-  def _compute(self, patches, target, seed, pitch_shifts=None):
+  def _compute(self, patches, target, seed, pitch_shifts=None,
+               copy_patches=None):
     """Loss (mean over the GLOBAL batch), gradients, summed accuracy, and
     the pitch term's summed accuracy over the global number of notes (0
-    without pitch copies)."""
+    without pitch copies). With copy_patches (--pitch_pretext=note), the
+    pitch scores are those of copy_patches, run through BatchNorm's moving
+    statistics (not updated by them); else those of patches."""
     pitch_accuracy = tf.constant(0.0)
     with tf.GradientTape() as tape:
       outputs, features, pitch_scores = self.split_outputs(
           self.model(patches, training=True))
+      if copy_patches is not None:
+        pitch_scores = self.split_outputs(
+            self.model(copy_patches, training=False))[2]
       per_example_loss = self.objective.loss(outputs, target, seed=seed)
       # Divide by the GLOBAL batch, not this replica's: the optimizer SUMS the
       # replicas' gradients, so the update is that of the global mean loss
@@ -332,14 +340,20 @@ class Trainer:
 
   def _replica_step(self, batch, step):
     patches, target = batch[0], batch[1]
-    pitch_shifts = batch[2] if self.pitch_copies else None
+    pitch_shifts = copy_patches = None
+    if self.pitch_copies:
+      # (patches, target, shifts), or with --pitch_pretext=note
+      # (patches, target, copies' patches, shifts).
+      pitch_shifts = batch[-1]
+      if len(batch) == 4:
+        copy_patches = batch[2]
     ctx = tf.distribute.get_replica_context()
     # Distinct perturbation noise per step and replica, reproducible.
     seed = tf.stack([tf.cast(self.config.seed, tf.int64),
                      step * 1024 + tf.cast(ctx.replica_id_in_sync_group,
                                            tf.int64)])
     loss, grads, accuracy, pitch_accuracy = self._compute_fn(
-        patches, target, seed, pitch_shifts)
+        patches, target, seed, pitch_shifts, copy_patches)
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
     return loss, accuracy, pitch_accuracy
 

@@ -134,3 +134,59 @@ def test_a_run_with_pitch_copies_logs_restores_and_exports(
   kernel = encoder.get_layer("fc1_embedding").kernel.numpy()
   assert not np.allclose(
       kernel, initial.get_layer("fc1_embedding").kernel.numpy())
+
+
+def test_with_the_note_as_pretext_the_copies_feed_only_the_pitch_term(
+    tiny_config, tmp_path):
+  """--pitch_pretext=note: the pretext's batch and the copies' batch are
+  separate; the copies move the weights through the pitch term only and
+  leave BatchNorm's moving statistics to the pretext's batch."""
+  notes, target, _ = _pitch_batch()
+  copies, _, shifts = _pitch_batch()
+  copies = copies[::-1].copy()  # Other patches than the pretext's.
+  results = {}
+  for name, copy_patches in (("a", copies), ("b", copies * 3.0 + 1.0),
+                             ("none", None)):
+    config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
+                         pitch_copies=2, pitch_pretext="note")
+    trainer = training.Trainer(config, patch_shape=(24, 32))
+    batch = ((notes, target, shifts) if copy_patches is None
+             else (notes, target, copy_patches, shifts))
+    iterator = trainer.distributed_iterator(
+        lambda ctx, batch=batch: tf.data.Dataset.from_tensors(batch).repeat())
+    trainer.train_function()(iterator, tf.constant(1))
+    results[name] = {w.path: w.numpy() for w in trainer.model.weights}
+  moving = [p for p in results["a"] if "moving_mean" in p]
+  conv = [p for p in results["a"] if "block5" in p and "kernel" in p]
+  assert moving and conv
+  # The statistics come from the pretext's batch alone, whatever the copies.
+  for path in moving:
+    np.testing.assert_array_equal(results["a"][path], results["b"][path])
+  # The copies reach the weights (through the pitch term) ...
+  assert not np.allclose(results["a"][conv[0]], results["b"][conv[0]])
+  # ... and without a copies' batch the scores are the pretext batch's own.
+  assert not np.allclose(results["a"][conv[0]], results["none"][conv[0]])
+
+
+def test_the_dataset_with_the_note_as_pretext(tiny_config,
+                                              rendered_dataset_dir):
+  config = tiny_config(rendered_dataset_dir, pitch_copies=2,
+                       pitch_pretext="note", crop_frames=100,
+                       deterministic=True)
+  config.validate()
+  dataset_fn = training.make_dataset_fn(config)
+  patches, target, copies, shifts = next(iter(
+      dataset_fn(tf.distribute.InputContext())))
+  assert patches.shape == copies.shape == (4, 4, 100, 128, 1)
+  assert target.shape == (4, 4) and shifts.shape == (4,)
+  assert shifts.dtype == tf.float32
+  assert np.all(np.abs(shifts.numpy()) <= config.augment.pitch_range)
+  # The pretext's batch is exactly the batch of a run without copies.
+  alone = training.make_dataset_fn(config.replace(pitch_copies=0))
+  alone_patches, alone_target = next(iter(alone(tf.distribute.InputContext())))
+  np.testing.assert_array_equal(patches.numpy(), alone_patches.numpy())
+  np.testing.assert_array_equal(target.numpy(), alone_target.numpy())
+  assert not np.allclose(patches.numpy(), copies.numpy())
+  # The same folds without the option give the copies as the pretext.
+  plain = training.make_dataset_fn(config.replace(pitch_pretext="copies"))
+  assert len(next(iter(plain(tf.distribute.InputContext())))) == 3
