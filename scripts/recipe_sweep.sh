@@ -164,7 +164,10 @@ case "$ROUND" in
   24) ORDER=(tf_jitter_decay10_vc_copies4w0_lr1e-3 tf_jitter_decay10_vc_copies4r6w0_lr1e-3) ;;
   # Round 25: the copies for the pitch term only (--pitch_pretext=note).
   25) ORDER=(tf_jitter_decay10_vc_lr1e-3 tf_jitter_decay10_vc_pitch4note_lr1e-3 tf_jitter_decay10_vc_pitch4noteshift_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 25." >&2; exit 2 ;;
+  # Round 26: round 25's shift-loss setting, on fc1 at or above its twin on
+  # all three tasks at seeds 0 and 1, at more seeds (SEEDS="2 3").
+  26) ORDER=(tf_jitter_decay10_vc_pitch4noteshift_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 26." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
