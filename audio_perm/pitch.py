@@ -44,9 +44,6 @@ from audio_perm import objectives
 MAX_SEMITONES = 12.0
 ENVELOPES = ("shifted", "original")
 BANDS = ("common", "full")
-# The pitch term's losses: "rank" (the copies ranked by their scores, with
-# the pretext's differentiable ranking) or "shift" (`shift_loss`).
-LOSSES = ("rank", "shift")
 # shift_loss's Huber quadratic region, in semitones.
 SHIFT_LOSS_DELTA = 3.0
 # Width of the envelope's smoothing window over the frequency bins: 33
@@ -206,8 +203,9 @@ def shift_loss(scores, shifts, delta=SHIFT_LOSS_DELTA):
   loss of `delta` semitones, averaged over the K (K - 1) / 2 pairs. The
   score then has to follow the shift's size, not only its order: a score
   that satisfies it for every note is a pitch (in semitones) up to a
-  constant per note, the relative-pitch objective of SPICE (Gfeller et al., 2020), where
-  a rank loss is satisfied by any score monotone in pitch within a note.
+  constant per note, the relative-pitch objective of SPICE (Gfeller et
+  al., 2020), where a rank loss is satisfied by any score monotone in
+  pitch within a note.
 
   Args:
     scores: float [notes, K], the copies' pitch scores.
