@@ -43,6 +43,8 @@ Normalisation after each convolution (`NORMALIZATIONS`):
   * "none": no normalisation (convolutions with biases).
 """
 
+import contextlib
+
 import keras
 from keras import ops
 import tensorflow as tf
@@ -165,6 +167,13 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
   `use_fused_kernel = False` (class attribute) forces the plain path
   everywhere: benchmarks/train.py times the two against each other.
 
+  `update_moving_statistics = False` (per layer; `batch_statistics_only`
+  sets it over a model while a call is traced) normalises in training by
+  the batch's statistics, all-reduced as above, and leaves the moving
+  averages untouched: a second batch of different inputs (the pitch copies
+  of --pitch_pretext=note_batch) is normalised as in training without
+  moving the statistics that inference uses.
+
   Input/output: [batch, height, width, channels], channels last.
   """
 
@@ -173,6 +182,7 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
   def __init__(self, **kwargs):
     kwargs["synchronized"] = True
     super().__init__(**kwargs)
+    self.update_moving_statistics = True
 
   def _fused_applies(self, inputs, training, mask):
     if not self.use_fused_kernel:
@@ -187,6 +197,9 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
         tf.distribute.get_replica_context().num_replicas_in_sync == 1)
 
   def call(self, inputs, training=None, mask=None):
+    if (training and self.trainable and not self.update_moving_statistics
+        and not self.renorm):
+      return self._batch_statistics_call(inputs, mask)
     if not self._fused_applies(inputs, training, mask):
       return super().call(inputs, training=training, mask=mask)
     x = tf.cast(inputs, tf.float32)
@@ -213,10 +226,43 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
                                 * (1.0 - momentum))
     return tf.cast(outputs, self.compute_dtype)
 
+  def _batch_statistics_call(self, inputs, mask):
+    """Training-mode normalisation without the moving-average update."""
+    x = tf.cast(inputs, tf.float32)
+    if self._fused_applies(inputs, True, mask):
+      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
+          epsilon=self.epsilon, is_training=True)
+      return tf.cast(outputs, self.compute_dtype)
+    mean, variance = self._moments(x, mask)  # All-reduced over replicas.
+    outputs = ops.batch_normalization(
+        x, mean, variance, axis=self.axis,
+        offset=tf.cast(self.beta, tf.float32) if self.center else None,
+        scale=tf.cast(self.gamma, tf.float32) if self.scale else None,
+        epsilon=self.epsilon)
+    return tf.cast(outputs, self.compute_dtype)
+
   def get_config(self):
     config = super().get_config()
     config.pop("synchronized", None)
     return config
+
+
+@contextlib.contextmanager
+def batch_statistics_only(model):
+  """While inside, the model's SyncBatchNormalization layers normalise in
+  training by the batch's statistics without updating their moving
+  averages. A trace-time switch: wrap the model call inside the
+  tf.function, not the call of the tf.function."""
+  layers = [layer for layer in model._flatten_layers(include_self=True)
+            if isinstance(layer, SyncBatchNormalization)]
+  for layer in layers:
+    layer.update_moving_statistics = False
+  try:
+    yield
+  finally:
+    for layer in layers:
+      layer.update_moving_statistics = True
 
 
 def _check_normalization(normalization):

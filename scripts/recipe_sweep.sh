@@ -115,6 +115,12 @@ declare -A SETTINGS=(
   # 12's candidate again as the baseline of this environment.
   [tf_jitter_decay10_vc_pitch4note_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4noteshift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note --pitch_loss=shift --learning_rate=1e-3"
+  # Round 27: as round 25's shift setting, but the copies normalised by
+  # their own batch's statistics (--pitch_pretext=note_batch), as when the
+  # term learned in rounds 19-23, while the moving statistics stay the
+  # notes'; weights 1 and 5.
+  [tf_jitter_decay10_vc_pitch4nbshift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --learning_rate=1e-3"
+  [tf_jitter_decay10_vc_pitch4nbshiftw5_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --pitch_weight=5 --learning_rate=1e-3"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -167,7 +173,9 @@ case "$ROUND" in
   # Round 26: round 25's shift-loss setting, on fc1 at or above its twin on
   # all three tasks at seeds 0 and 1, at more seeds (SEEDS="2 3").
   26) ORDER=(tf_jitter_decay10_vc_pitch4noteshift_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 26." >&2; exit 2 ;;
+  # Round 27: the copies through their own batch statistics.
+  27) ORDER=(tf_jitter_decay10_vc_pitch4nbshift_lr1e-3 tf_jitter_decay10_vc_pitch4nbshiftw5_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 27." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()

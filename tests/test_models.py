@@ -435,3 +435,73 @@ def test_time_pooling_encoder_round_trips_and_is_checked():
       encoder.get_layer("concat").output.shape)
   with pytest.raises(ValueError, match="pooling must be one of"):
     models.build_encoder(3, (24, 20), pooling="freq", **TINY)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_batch_statistics_only_normalises_without_moving_the_averages(
+    fused, monkeypatch):
+  """Inside batch_statistics_only: the training-mode outputs and gradients,
+  the moving averages untouched; outside, the update comes back."""
+  monkeypatch.setattr(models.SyncBatchNormalization, "use_fused_kernel",
+                      fused)
+  rng = np.random.default_rng(2)
+  shape = (6, 5, 4, 3)
+  x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype("float32"))
+  upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+  inputs = keras.Input(shape[1:])
+  model = keras.Model(inputs, models.SyncBatchNormalization(momentum=0.9)(
+      keras.layers.Conv2D(3, 1)(inputs)))
+  layer = model.layers[-1]
+  layer.gamma.assign(rng.uniform(0.5, 2.0, 3).astype("float32"))
+  layer.beta.assign(rng.normal(size=3).astype("float32"))
+
+  @tf.function
+  def step(frozen):
+    with tf.GradientTape() as tape:
+      if frozen:
+        with models.batch_statistics_only(model):
+          y = model(x, training=True)
+      else:
+        y = model(x, training=True)
+      loss = tf.reduce_sum(y * upstream)
+    return [y] + tape.gradient(loss, model.trainable_variables)
+
+  frozen = [v.numpy() for v in step(True)]
+  assert np.allclose(layer.moving_mean.numpy(), 0.0)
+  assert np.allclose(layer.moving_variance.numpy(), 1.0)
+  assert layer.update_moving_statistics
+  updating = [v.numpy() for v in step(False)]
+  for a, b in zip(frozen, updating):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  assert not np.allclose(layer.moving_mean.numpy(), 0.0)
+  # Batch statistics, not the (initial) moving ones.
+  inference = model(x, training=False).numpy()
+  assert not np.allclose(frozen[0], inference, atol=1e-2)
+
+
+def test_batch_statistics_only_takes_global_statistics_on_two_replicas(
+    two_replicas):
+  """On two replicas the statistics are the global batch's (all-reduced):
+  the outputs equal one replica's on the whole batch."""
+  rng = np.random.default_rng(3)
+  x = rng.normal(1.0, 2.0, size=(4, 3, 2, 2)).astype("float32")
+  x[2:] *= 3.0  # The replicas' halves differ in spread.
+  layer = models.SyncBatchNormalization()
+  layer.build(x.shape)
+  with two_replicas.scope():
+    mirrored = models.SyncBatchNormalization()
+    mirrored.build(x.shape)
+  expected = layer(x, training=True).numpy()
+
+  def replica_fn(half):
+    with models.batch_statistics_only(mirrored):
+      return mirrored(half, training=True)
+
+  halves = two_replicas.experimental_distribute_values_from_function(
+      lambda ctx: x[2 * ctx.replica_id_in_sync_group:
+                    2 * ctx.replica_id_in_sync_group + 2])
+  outputs = two_replicas.run(tf.function(replica_fn), args=(halves,))
+  got = np.concatenate([v.numpy() for v in
+                        two_replicas.experimental_local_results(outputs)])
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(mirrored.moving_mean.numpy(), 0.0)

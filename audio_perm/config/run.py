@@ -77,8 +77,11 @@ class AugmentConfig:
       "notes) or 'note' (the pretext sees the notes as they are, a batch of "
       "batch_size, and a second batch of batch_size copies feeds only the "
       "pitch term, through BatchNorm's moving statistics so that those stay "
-      "the natural notes'; about twice the compute per step).",
-      choices=("copies", "note"))
+      "the natural notes'; about twice the compute per step) or "
+      "'note_batch' (as 'note', but the copies are normalised by their own "
+      "batch's statistics, as in training, and the moving statistics are "
+      "still the natural notes' alone).",
+      choices=("copies", "note", "note_batch"))
 
   def active(self):
     return any((self.gain_jitter, self.tilt_jitter, self.eq_jitter))

@@ -48,8 +48,8 @@ EXPORT_INFO_FILENAME = "export_info.json"
 
 def make_dataset_fn(config, permutation_set=None):
   """input_context -> per-replica tf.data.Dataset of (patches, target), with
-  --pitch_copies (patches, target, shifts), and with --pitch_pretext=note
-  (patches, target, copies' patches, shifts)."""
+  --pitch_copies (patches, target, shifts), and with --pitch_pretext=note or
+  note_batch (patches, target, copies' patches, shifts)."""
   from audio_perm import data  # pylint: disable=g-import-not-at-top
   target = ("classification" if config.objective.name == "classification"
             else "ranks")
@@ -57,7 +57,7 @@ def make_dataset_fn(config, permutation_set=None):
   augment = config.augment
 
   def dataset_fn(input_context, seed=config.seed):
-    if augment.pitch_copies and augment.pitch_pretext == "note":
+    if augment.pitch_copies and augment.pitch_pretext != "copies":
       notes = pretext_fn(input_context, seed, pitch_copies=0)
       # The notes in another order than the pretext's (a seed of their own).
       copies = pretext_fn(input_context, seed + 7_919,

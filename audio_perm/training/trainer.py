@@ -23,7 +23,9 @@ scores joins the differentiated loss: pitch_loss "rank", their ranking loss
 is classification), or "shift", score differences that must equal the
 shift differences (audio_perm.pitch.shift_loss). With pitch_pretext "note"
 the pretext's batch holds the notes as they are and the copies come as a
-second batch that only the pitch term sees.
+second batch that only the pitch term sees, normalised by BatchNorm's
+moving statistics; with "note_batch" by their own batch's statistics,
+without updating the moving ones (models.batch_statistics_only).
 """
 
 from absl import logging
@@ -295,20 +297,30 @@ class Trainer:
     accuracy = tf.reduce_sum(self.pitch_objective.accuracy(scores, target))
     return self.config.optimizer.pitch_weight * loss, accuracy
 
+  def copy_outputs(self, copy_patches):
+    """The model's outputs on the second batch of copies
+    (--pitch_pretext=note or note_batch), without updating BatchNorm's
+    moving statistics."""
+    if self.config.augment.pitch_pretext == "note_batch":
+      with models.batch_statistics_only(self.model):
+        return self.model(copy_patches, training=True)
+    return self.model(copy_patches, training=False)
+
   def _compute(self, patches, target, seed, pitch_shifts=None,
                copy_patches=None):
     """Loss (mean over the GLOBAL batch), gradients, summed accuracy, and
     the pitch term's summed accuracy over the global number of notes (0
-    without pitch copies). With copy_patches (--pitch_pretext=note), the
-    pitch scores are those of copy_patches, run through BatchNorm's moving
-    statistics (not updated by them); else those of patches."""
+    without pitch copies). With copy_patches (--pitch_pretext=note or
+    note_batch), the pitch scores are those of copy_patches, normalised by
+    BatchNorm's moving statistics (note) or by their own batch's (note_batch),
+    and the moving statistics are not updated by them; else those of
+    patches."""
     pitch_accuracy = tf.constant(0.0)
     with tf.GradientTape() as tape:
       outputs, features, pitch_scores = self.split_outputs(
           self.model(patches, training=True))
       if copy_patches is not None:
-        pitch_scores = self.split_outputs(
-            self.model(copy_patches, training=False))[2]
+        pitch_scores = self.split_outputs(self.copy_outputs(copy_patches))[2]
       per_example_loss = self.objective.loss(outputs, target, seed=seed)
       # Divide by the GLOBAL batch, not this replica's: the optimizer SUMS the
       # replicas' gradients, so the update is that of the global mean loss
@@ -342,7 +354,7 @@ class Trainer:
     patches, target = batch[0], batch[1]
     pitch_shifts = copy_patches = None
     if self.pitch_copies:
-      # (patches, target, shifts), or with --pitch_pretext=note
+      # (patches, target, shifts), or with --pitch_pretext=note/note_batch
       # (patches, target, copies' patches, shifts).
       pitch_shifts = batch[-1]
       if len(batch) == 4:

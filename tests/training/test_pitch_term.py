@@ -136,19 +136,22 @@ def test_a_run_with_pitch_copies_logs_restores_and_exports(
       kernel, initial.get_layer("fc1_embedding").kernel.numpy())
 
 
+@pytest.mark.parametrize("pretext", ["note", "note_batch"])
 def test_with_the_note_as_pretext_the_copies_feed_only_the_pitch_term(
-    tiny_config, tmp_path):
-  """--pitch_pretext=note: the pretext's batch and the copies' batch are
-  separate; the copies move the weights through the pitch term only and
-  leave BatchNorm's moving statistics to the pretext's batch."""
+    tiny_config, tmp_path, pretext):
+  """--pitch_pretext=note/note_batch: the pretext's batch and the copies'
+  batch are separate; the copies move the weights through the pitch term
+  only and leave BatchNorm's moving statistics to the pretext's batch."""
   notes, target, _ = _pitch_batch()
   copies, _, shifts = _pitch_batch()
   copies = copies[::-1].copy()  # Other patches than the pretext's.
+  noise = np.random.default_rng(5).normal(size=copies.shape)
   results = {}
-  for name, copy_patches in (("a", copies), ("b", copies * 3.0 + 1.0),
+  for name, copy_patches in (("a", copies),
+                             ("b", (copies + noise).astype(np.float32)),
                              ("none", None)):
     config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
-                         pitch_copies=2, pitch_pretext="note")
+                         pitch_copies=2, pitch_pretext=pretext)
     trainer = training.Trainer(config, patch_shape=(24, 32))
     batch = ((notes, target, shifts) if copy_patches is None
              else (notes, target, copy_patches, shifts))
@@ -166,6 +169,36 @@ def test_with_the_note_as_pretext_the_copies_feed_only_the_pitch_term(
   assert not np.allclose(results["a"][conv[0]], results["b"][conv[0]])
   # ... and without a copies' batch the scores are the pretext batch's own.
   assert not np.allclose(results["a"][conv[0]], results["none"][conv[0]])
+
+
+@pytest.mark.parametrize("pretext,training_mode", [("note", False),
+                                                   ("note_batch", True)])
+def test_the_copies_are_normalised_by_moving_or_their_own_statistics(
+    tiny_config, tmp_path, pretext, training_mode):
+  """note: the copies' outputs are the inference-mode ones; note_batch: the
+  training-mode ones (their own batch's statistics); neither moves
+  BatchNorm's moving statistics."""
+  copies, _, _ = _pitch_batch()
+  copies = (copies * 2.0 + 3.0).astype(np.float32)  # Far from the moving
+  config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
+                       pitch_copies=2, pitch_pretext=pretext)
+  trainer = training.Trainer(config, patch_shape=(24, 32))
+  model = trainer.model
+  moving = [w for w in model.weights if "moving" in w.path]
+  assert moving
+  before = [w.numpy() for w in moving]
+  outputs = [o.numpy() for o in tf.function(trainer.copy_outputs)(copies)]
+  for w, value in zip(moving, before):
+    np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+  inference = [o.numpy() for o in model(copies, training=False)]
+  training_mode_outputs = [o.numpy() for o in model(copies, training=True)]
+  expected, other = ((training_mode_outputs, inference) if training_mode
+                     else (inference, training_mode_outputs))
+  for got, want, not_want in zip(outputs, expected, other):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, not_want, rtol=1e-3, atol=1e-3)
+  # Outside copy_outputs, training updates the moving statistics again.
+  assert not np.allclose(moving[0].numpy(), before[0])
 
 
 def test_the_dataset_with_the_note_as_pretext(tiny_config,
