@@ -219,6 +219,8 @@ def shift_loss(scores, shifts, delta=SHIFT_LOSS_DELTA):
   copies = scores.shape[-1]
   if copies is None or copies < 2:
     raise ValueError(f"shift_loss needs K >= 2 copies per note, got {copies}.")
+  if not delta > 0:
+    raise ValueError(f"shift_loss's delta must be > 0 semitones, got {delta}.")
   error = ((scores[:, :, tf.newaxis] - scores[:, tf.newaxis, :])
            - (shifts[:, :, tf.newaxis] - shifts[:, tf.newaxis, :]))
   size = tf.abs(error)

@@ -278,3 +278,10 @@ def test_shift_loss_gradient_matches_finite_differences():
 def test_shift_loss_needs_two_copies():
   with pytest.raises(ValueError, match="K >= 2"):
     pitch.shift_loss(np.zeros((3, 1), np.float32), np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0])
+def test_shift_loss_needs_a_positive_delta(delta):
+  with pytest.raises(ValueError, match="delta must be > 0"):
+    pitch.shift_loss(np.zeros((3, 2), np.float32), np.zeros((3, 2)),
+                     delta=delta)

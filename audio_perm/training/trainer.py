@@ -357,7 +357,12 @@ class Trainer:
       # (patches, target, shifts), or with --pitch_pretext=note/note_batch
       # (patches, target, copies' patches, shifts).
       pitch_shifts = batch[-1]
-      if len(batch) == 4:
+      if self.config.augment.pitch_pretext != "copies":
+        if len(batch) != 4:
+          raise ValueError(
+              f"--pitch_pretext={self.config.augment.pitch_pretext} needs "
+              "batches of (patches, target, copies' patches, shifts), got "
+              f"{len(batch)} elements; make_dataset_fn builds them.")
         copy_patches = batch[2]
     ctx = tf.distribute.get_replica_context()
     # Distinct perturbation noise per step and replica, reproducible.

@@ -150,8 +150,9 @@ def test_with_the_note_as_pretext_the_copies_feed_only_the_pitch_term(
   for name, copy_patches in (("a", copies),
                              ("b", (copies + noise).astype(np.float32)),
                              ("none", None)):
-    config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
-                         pitch_copies=2, pitch_pretext=pretext)
+    config = tiny_config(
+        str(tmp_path), objective="soft_rank", seed=1, pitch_copies=2,
+        pitch_pretext=pretext if copy_patches is not None else "copies")
     trainer = training.Trainer(config, patch_shape=(24, 32))
     batch = ((notes, target, shifts) if copy_patches is None
              else (notes, target, copy_patches, shifts))
@@ -167,8 +168,19 @@ def test_with_the_note_as_pretext_the_copies_feed_only_the_pitch_term(
     np.testing.assert_array_equal(results["a"][path], results["b"][path])
   # The copies reach the weights (through the pitch term) ...
   assert not np.allclose(results["a"][conv[0]], results["b"][conv[0]])
-  # ... and without a copies' batch the scores are the pretext batch's own.
+  # ... and with the copies as the pretext (no second batch) the scores
+  # are the pretext batch's own.
   assert not np.allclose(results["a"][conv[0]], results["none"][conv[0]])
+
+
+def test_the_note_as_pretext_needs_the_copies_batch(tiny_config, tmp_path):
+  config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
+                       pitch_copies=2, pitch_pretext="note")
+  trainer = training.Trainer(config, patch_shape=(24, 32))
+  iterator = trainer.distributed_iterator(
+      lambda ctx: tf.data.Dataset.from_tensors(_pitch_batch()).repeat())
+  with pytest.raises(ValueError, match="pitch_pretext=note needs batches"):
+    trainer.train_function()(iterator, tf.constant(1))
 
 
 @pytest.mark.parametrize("pretext,training_mode", [("note", False),
