@@ -126,6 +126,8 @@ declare -A SETTINGS=(
   # inputs), and with the score read from fc1, the layer the probe reads.
   [tf_jitter_decay10_vc_pitch4nbshift12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --pitch_range=12 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4nbshiftfc1_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --pitch_features=embedding --learning_rate=1e-3"
+  # Round 30: round 27's weight-1 setting three times longer (900 steps).
+  [tf_jitter_decay10_vc_pitch4nbshift_lr1e-3_900]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --learning_rate=1e-3 --train_steps=900"
 )
 case "$ROUND" in
   1) ORDER=(patchstd_lr1e-5 patchstd_gap11_lr1e-5 jitter_gap11_lr1e-4) ;;
@@ -186,7 +188,10 @@ case "$ROUND" in
   28) ORDER=(tf_jitter_decay10_vc_pitch4nbshift_lr1e-3) ;;
   # Round 29: +-12 semitones, and the score on fc1, both with note_batch.
   29) ORDER=(tf_jitter_decay10_vc_pitch4nbshift12_lr1e-3 tf_jitter_decay10_vc_pitch4nbshiftfc1_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 29." >&2; exit 2 ;;
+  # Round 30: 900 steps, at the seeds where round 28 lost pitch
+  # (SEEDS="2 3"; the same twins as round 28's).
+  30) ORDER=(tf_jitter_decay10_vc_pitch4nbshift_lr1e-3_900) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 30." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
