@@ -197,10 +197,10 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
         tf.distribute.get_replica_context().num_replicas_in_sync == 1)
 
   def call(self, inputs, training=None, mask=None):
-    if (training and self.trainable and not self.update_moving_statistics
-        and not self.renorm):
-      return self._batch_statistics_call(inputs, mask)
     if not self._fused_applies(inputs, training, mask):
+      if (training and self.trainable and not self.update_moving_statistics
+          and not self.renorm):
+        return self._batch_statistics_call(inputs, mask)
       return super().call(inputs, training=training, mask=mask)
     x = tf.cast(inputs, tf.float32)
     if not (training and self.trainable):
@@ -214,6 +214,8 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     outputs, mean, corrected_variance = tf.compat.v1.nn.fused_batch_norm(
         x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
         epsilon=self.epsilon, is_training=True)
+    if not self.update_moving_statistics:
+      return tf.cast(outputs, self.compute_dtype)
     # The kernel returns the Bessel-corrected variance (for running
     # averages); Keras's moving variance averages the biased one.
     count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
@@ -227,13 +229,9 @@ class SyncBatchNormalization(keras.layers.BatchNormalization):
     return tf.cast(outputs, self.compute_dtype)
 
   def _batch_statistics_call(self, inputs, mask):
-    """Training-mode normalisation without the moving-average update."""
+    """Training-mode normalisation without the moving-average update, off
+    the fused path (several replicas, or the plain path forced)."""
     x = tf.cast(inputs, tf.float32)
-    if self._fused_applies(inputs, True, mask):
-      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-          x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
-          epsilon=self.epsilon, is_training=True)
-      return tf.cast(outputs, self.compute_dtype)
     mean, variance = self._moments(x, mask)  # All-reduced over replicas.
     outputs = ops.batch_normalization(
         x, mean, variance, axis=self.axis,

@@ -191,7 +191,8 @@ def test_the_copies_are_normalised_by_moving_or_their_own_statistics(
   training-mode ones (their own batch's statistics); neither moves
   BatchNorm's moving statistics."""
   copies, _, _ = _pitch_batch()
-  copies = (copies * 2.0 + 3.0).astype(np.float32)  # Far from the moving
+  # Far from the initial moving statistics (mean 0, variance 1).
+  copies = (copies * 2.0 + 3.0).astype(np.float32)
   config = tiny_config(str(tmp_path), objective="soft_rank", seed=1,
                        pitch_copies=2, pitch_pretext=pretext)
   trainer = training.Trainer(config, patch_shape=(24, 32))
