@@ -127,6 +127,11 @@ declare -A SETTINGS=(
   [tf_jitter_decay10_vc_pitch4nbshift12_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --pitch_range=12 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4nbshiftfc1_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --pitch_features=embedding --learning_rate=1e-3"
   # Round 30: round 27's weight-1 setting three times longer (900 steps).
+  # Round 31: round 12's candidate twice as wide (less spread between
+  # random initialisations, more channels for pitch), and with a fifth of
+  # the variance weight (between round 7's pull alone and round 12).
+  [tf_jitter_decay10_vc_w025_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --width=0.25 --learning_rate=1e-3"
+  [tf_jitter_decay10_v5c_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=5 --covariance_penalty=1 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4nbshift_lr1e-3_900]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --learning_rate=1e-3 --train_steps=900"
 )
 case "$ROUND" in
@@ -191,7 +196,9 @@ case "$ROUND" in
   # Round 30: 900 steps, at the seeds where round 28 lost pitch
   # (SEEDS="2 3"; the same twins as round 28's).
   30) ORDER=(tf_jitter_decay10_vc_pitch4nbshift_lr1e-3_900) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 30." >&2; exit 2 ;;
+  # Round 31: width 0.25, and variance weight 5.
+  31) ORDER=(tf_jitter_decay10_vc_w025_lr1e-3 tf_jitter_decay10_v5c_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 31." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
