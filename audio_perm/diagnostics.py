@@ -28,6 +28,11 @@ With --energy_rule it also reports how much of the ordering pretext a rule
 with nothing learned solves: rank the patches by their mean log magnitude
 (energy_rule_accuracy). This is how the study (docs/results.md) found where
 pretraining loses downstream information.
+
+With --pitch_score (instead of the probes) it reads the pitch score that a
+run trained with --pitch_copies learned to order shifted copies of one note
+by, on every note of the valid split, and reports its Spearman correlation
+with the MIDI pitch across notes (pitch_score_agreement).
 """
 
 import os
@@ -191,6 +196,121 @@ def energy_rule_accuracy(dataset_dir, patching="frequency", num_patches=10,
   return {"patching": patching, "num_patches": int(num_patches),
           "split": split, "notes": notes, "accuracy": total / notes,
           "chance": 1.0 / num_patches}
+
+
+def average_ranks(values):
+  """Ranks 0..n-1 of a 1-D array, ties sharing their mean rank."""
+  values = np.asarray(values, np.float64)
+  order = np.argsort(values, kind="mergesort")
+  ranks = np.empty(len(values), np.float64)
+  ranks[order] = np.arange(len(values), dtype=np.float64)
+  _, inverse, counts = np.unique(values, return_inverse=True,
+                                 return_counts=True)
+  sums = np.bincount(inverse, weights=ranks)
+  return (sums / counts)[inverse]
+
+
+def spearman(x, y):
+  """Spearman's rank correlation of two 1-D arrays (nan if one is constant)."""
+  x, y = average_ranks(x), average_ranks(y)
+  x, y = x - x.mean(), y - y.mean()
+  norm = np.sqrt(np.sum(x * x) * np.sum(y * y))
+  return float(np.sum(x * y) / norm) if norm > 0 else float("nan")
+
+
+def within_group_spearman(x, y, groups, min_distinct=3):
+  """Note-weighted mean of Spearman(x, y) inside each group.
+
+  Groups with fewer than `min_distinct` distinct y values are left out.
+  Returns (mean, notes counted).
+  """
+  total, notes = 0.0, 0
+  for group in np.unique(groups):
+    members = groups == group
+    if len(np.unique(y[members])) < min_distinct:
+      continue
+    rho = spearman(x[members], y[members])
+    if np.isfinite(rho):
+      total += rho * members.sum()
+      notes += int(members.sum())
+  return (total / notes if notes else float("nan")), notes
+
+
+def spectral_centroid(waveforms, sample_rate_hz=16000):
+  """Magnitude-weighted mean frequency (Hz) of each note's whole STFT."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  magnitude = tf.abs(tf.signal.stft(tf.cast(waveforms, tf.float32), 1024,
+                                    256, pad_end=True))  # [B, T, F]
+  spectrum = tf.reduce_sum(magnitude, axis=1)  # [B, F]
+  hz = tf.linspace(0.0, sample_rate_hz / 2, tf.shape(spectrum)[-1])
+  return (tf.reduce_sum(spectrum * hz, -1) /
+          tf.maximum(tf.reduce_sum(spectrum, -1), 1e-12)).numpy()
+
+
+def pitch_score_agreement(model_dir, dataset_dir, split="valid",
+                          batch_size=64):
+  """Does a run's learned pitch score order notes by their MIDI pitch?
+
+  The pitch term (audio_perm.pitch) trains a scalar score ("pitch_head") to
+  order shifted copies of one note; nothing in training compares different
+  notes. This reads the score of every note of `split` as it is (the
+  deterministic natural patches, inference mode) and reports its Spearman
+  correlation with the MIDI pitch over all notes and inside each instrument
+  (note-weighted mean over instruments with at least 3 distinct pitches).
+  The same figures for the spectral centroid (brightness, a cue with no
+  harmonic spacing) say how much of that a crude cue gives.
+
+  Raises:
+    ValueError: the run has no pitch term (--pitch_copies=0), or bad data.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  from audio_perm import export  # pylint: disable=g-import-not-at-top
+  from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from audio_perm.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+
+  config = checkpoints.read_flags(model_dir)
+  if not config.augment.pitch_copies:
+    raise ValueError(f"--pitch_score: {model_dir} was trained without "
+                     "--pitch_copies, so it has no pitch score; leave it out "
+                     "or drop --pitch_score.")
+  model, _ = trainer_lib.Trainer.build_model(config)
+  checkpoints.restore_model(model, model_dir)
+  frontend = config.encoder.frontend
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  def score(waveforms):
+    outputs = model(export.waveform_to_patches(waveforms, frontend),
+                    training=False)
+    return outputs[-1][:, 0]
+
+  dataset = data.waveform_dataset(data_dir=dataset_dir, split=split,
+                                  batch_size=batch_size, shuffle=False)
+  scores, centroids, pitches, instruments = [], [], [], []
+  try:
+    for batch in dataset:
+      audio = tf.cast(batch["audio"], tf.float32)
+      scores.append(score(audio).numpy())
+      centroids.append(spectral_centroid(audio))
+      pitches.append(batch["pitch"].numpy())
+      instruments.append(batch["instrument"].numpy())
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+    message = _data_error_message(dataset_dir, split, error)
+    if message is None:
+      raise
+    raise ValueError(message) from None
+  if not scores:
+    raise ValueError(f"Split {split!r} of {dataset_dir!r} has no notes.")
+  scores, centroids = np.concatenate(scores), np.concatenate(centroids)
+  pitches = np.concatenate(pitches).astype(np.float64)
+  instruments = np.concatenate(instruments)
+  result = {"model_dir": model_dir, "split": split, "notes": len(scores)}
+  for name, values in (("score", scores), ("centroid", centroids)):
+    within, counted = within_group_spearman(values, pitches, instruments)
+    result[f"{name}_spearman"] = spearman(values, pitches)
+    result[f"{name}_within_instrument"] = within
+  result["notes_within"] = counted
+  return result
 
 
 def _data_error_message(dataset_dir, split, error):
@@ -398,6 +518,12 @@ def main(argv=None):
                     "PATCHING:N schemes (e.g. frequency:10,time:10) for which "
                     "to report the partial-ranks accuracy, on the valid "
                     "split, of ranking patches by mean log magnitude.")
+  flags.DEFINE_bool("pitch_score", False,
+                    "Instead of the probes, for runs trained with "
+                    "--pitch_copies: the Spearman correlation of the learned "
+                    "pitch score with the MIDI pitch on the valid split, "
+                    "over all notes and inside each instrument, beside the "
+                    "spectral centroid's.")
   flags.DEFINE_string("json", None, "Also write the rows as JSON here.")
   flags.DEFINE_list("summarize", [],
                     "Instead of diagnosing: --json files of earlier calls, "
@@ -439,7 +565,23 @@ def main(argv=None):
       result["energy_rule"] = [
           energy_rule_accuracy(dataset_dir, patching, n)
           for patching, n in schemes]
-    if flags_.model_dir:
+    if flags_.pitch_score:
+      if not flags_.model_dir:
+        raise ValueError("--pitch_score needs --model_dir (a train.py run "
+                         "with --pitch_copies).")
+      from data_prep import render  # pylint: disable=g-import-not-at-top
+      dataset_dir = flags_.dataset_dir or render.ensure_default_dataset()
+      result["pitch_score"] = [pitch_score_agreement(d, dataset_dir)
+                               for d in flags_.model_dir]
+      for entry in result["pitch_score"]:
+        print(f"pitch score of {entry['model_dir']}: Spearman with MIDI "
+              f"pitch {entry['score_spearman']:+.3f} over "
+              f"{entry['notes']} {entry['split']} notes, "
+              f"{entry['score_within_instrument']:+.3f} inside instruments "
+              f"({entry['notes_within']} notes); spectral centroid "
+              f"{entry['centroid_spearman']:+.3f} / "
+              f"{entry['centroid_within_instrument']:+.3f}", flush=True)
+    if flags_.model_dir and not flags_.pitch_score:
       result["rows"] = diagnose(DiagnosticsConfig(
           model_dirs=flags_.model_dir, dataset_dir=flags_.dataset_dir,
           num_labeled=flags_.num_labeled, seeds=flags_.seeds,

@@ -258,3 +258,98 @@ def test_command_line_summarize_refuses_a_file_without_rows(tmp_path):
   assert result.returncode != 0
   last = result.stderr.strip().splitlines()[-1]
   assert str(path) in last and "Traceback" not in result.stderr
+
+
+def test_spearman_with_ties_matches_scipy():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 5, 40).astype(float)  # Many ties.
+  y = x + rng.normal(0, 2, 40)
+  assert diagnostics.spearman(x, y) == pytest.approx(
+      stats.spearmanr(x, y).statistic, abs=1e-12)
+  np.testing.assert_allclose(diagnostics.average_ranks([3, 1, 3, 2]),
+                             [2.5, 0, 2.5, 1])
+  assert np.isnan(diagnostics.spearman(np.ones(5), np.arange(5)))
+
+
+def test_within_group_spearman_weights_groups_by_notes():
+  x = np.array([1., 2., 3., 4., 3., 2., 1., 5., 5.])
+  y = np.array([1., 2., 3., 4., 1., 2., 3., 7., 8.])
+  groups = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+  # Group 0: +1 (4 notes); group 1: -1 (3 notes); group 2 has 2 pitches.
+  mean, notes = diagnostics.within_group_spearman(x, y, groups)
+  assert notes == 7
+  assert mean == pytest.approx((4 * 1.0 + 3 * -1.0) / 7)
+
+
+def test_spectral_centroid_of_a_sine_is_its_frequency():
+  t = np.arange(16000) / 16000.0
+  sines = np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 3000 * t)])
+  np.testing.assert_allclose(diagnostics.spectral_centroid(sines),
+                             [1000, 3000], rtol=0.03)
+
+
+@pytest.mark.slow  # Trains a run with pitch copies.
+def test_pitch_score_agreement_reads_the_trained_score(
+    tmp_path, rendered_dataset_dir, tiny_run):
+  from audio_perm import data  # pylint: disable=g-import-not-at-top
+  from audio_perm.training import checkpoints  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path / "pitch_run")
+  config = training.TrainConfig().replace(
+      data_dir=rendered_dataset_dir, model_dir=model_dir, num_patches=4,
+      batch_size=4, width=1 / 16, embedding_dim=8, learning_rate=3e-3,
+      objective="soft_rank", train_steps=2, checkpoint_every=2, log_every=1,
+      image_every=2, normalization="batch", seed=3, pitch_copies=2,
+      verbose=False)
+  training.train(config)
+  result = diagnostics.pitch_score_agreement(model_dir, rendered_dataset_dir)
+  # The score by hand: the restored pretext model's last output.
+  model, _ = training.Trainer.build_model(checkpoints.read_flags(model_dir))
+  checkpoints.restore_model(model, model_dir)
+  scores, centroids, pitches = [], [], []
+  for batch in data.waveform_dataset(data_dir=rendered_dataset_dir,
+                                     split="valid", batch_size=16):
+    audio = tf.cast(batch["audio"], tf.float32)
+    patches = export.waveform_to_patches(audio, config.encoder.frontend)
+    scores.append(model(patches, training=False)[-1][:, 0].numpy())
+    centroids.append(diagnostics.spectral_centroid(audio))
+    pitches.append(batch["pitch"].numpy())
+  scores, pitches = np.concatenate(scores), np.concatenate(pitches)
+  assert result["notes"] == len(scores) > 0
+  assert result["split"] == "valid"
+  assert result["score_spearman"] == pytest.approx(
+      diagnostics.spearman(scores, pitches), abs=1e-5)
+  assert result["centroid_spearman"] == pytest.approx(
+      diagnostics.spearman(np.concatenate(centroids), pitches), abs=1e-5)
+  # The tiny data has few pitches per instrument: no instrument may count.
+  within = result["centroid_within_instrument"]
+  assert (np.isnan(within) if result["notes_within"] == 0
+          else -1 <= within <= 1)
+  # A run without the term has no score to read.
+  with pytest.raises(ValueError, match="without --pitch_copies"):
+    diagnostics.pitch_score_agreement(tiny_run[0], rendered_dataset_dir)
+  # The command line prints one line per run and writes the figures.
+  path = tmp_path / "score.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics", "--pitch_score",
+       f"--model_dir={model_dir}", f"--dataset_dir={rendered_dataset_dir}",
+       f"--json={path}", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"pitch score of {model_dir}: Spearman with MIDI pitch" in proc.stdout
+  import json  # pylint: disable=g-import-not-at-top
+  entry, = json.load(open(path))["pitch_score"]
+  assert entry["score_spearman"] == pytest.approx(result["score_spearman"],
+                                                  abs=1e-5)
+  assert "rows" not in json.load(open(path))  # No probes with --pitch_score.
+  bad = subprocess.run(
+      [sys.executable, "-m", "audio_perm.diagnostics", "--pitch_score",
+       f"--model_dir={tiny_run[0]}", f"--dataset_dir={rendered_dataset_dir}",
+       "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+  assert bad.returncode == 2
+  last = bad.stderr.strip().splitlines()[-1]
+  assert last.startswith("audio_perm.diagnostics: error: --pitch_score: ")
+  assert tiny_run[0] in last and "Traceback" not in bad.stderr
