@@ -503,6 +503,24 @@ def freeze_blocks(encoder, count):
   return blocks[:count]
 
 
+def keep_random_kernels(encoder, count):
+  """Keeps the convolution kernels of the last `count` conv blocks as drawn.
+
+  Only each block's Conv2D leaves the trainable variables; its BatchNorm
+  stays trainable, so in training it normalises with the batch's statistics
+  and updates its moving averages (the blocks below it train, so its inputs
+  change), and its scale and offset learn. Returns those blocks.
+  """
+  blocks = encoder.get_layer("backbone").blocks
+  if not 0 <= count <= len(blocks):
+    raise ValueError(f"random_kernels={count}: the backbone has "
+                     f"{len(blocks)} conv blocks; give 0 to {len(blocks)}.")
+  kept = blocks[len(blocks) - count:] if count else []
+  for block in kept:
+    block.conv.trainable = False
+  return kept
+
+
 PITCH_FEATURES = ("backbone", "embedding")
 
 

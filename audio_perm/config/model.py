@@ -225,6 +225,14 @@ class OptimizerConfig:
       "statistics, so these blocks compute exactly what the random twin's "
       "do (an option outside the paper, see docs/recipe_sweep.md). 0: every "
       "block trains; at most 5.", check="nonnegative")
+  random_kernels: int = leaf(
+      0, "integer", "Keep the convolution kernels of the LAST N conv blocks "
+      "at their random initialisation, while the blocks below train: their "
+      "BatchNorm layers still normalise with the batch's statistics (their "
+      "inputs change as the blocks below learn), keep their moving "
+      "averages, and learn their scale and offset (an option outside the "
+      "paper, see docs/recipe_sweep.md). 0: off; with --frozen_blocks, "
+      "the two together at most 5.", check="nonnegative")
   variance_penalty: float = leaf(
       0.0, "float", "Weight of VICReg's variance term on the backbone's "
       "per-patch features over the batch's patches: mean over features of "

@@ -186,6 +186,12 @@ class TrainConfig:
       raise ValueError(
           f"frozen_blocks={self.optimizer.frozen_blocks}: the backbone has "
           f"{NUM_BLOCKS} conv blocks; give 0 to {NUM_BLOCKS}.")
+    optimizer = self.optimizer
+    if optimizer.frozen_blocks + optimizer.random_kernels > NUM_BLOCKS:
+      raise ValueError(
+          f"frozen_blocks={optimizer.frozen_blocks} and random_kernels="
+          f"{optimizer.random_kernels} cover more than the backbone's "
+          f"{NUM_BLOCKS} conv blocks; keep their sum at most {NUM_BLOCKS}.")
     self.check_pitch_copies()
     if self.deterministic and self.jit_compile:
       raise ValueError(

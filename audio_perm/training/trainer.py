@@ -15,7 +15,9 @@ penalty init_decay/2 * sum((w - w0)^2) towards the initial weights joins the
 loss that is differentiated (not the one reported); so do, with
 variance_penalty / covariance_penalty, VICReg's terms on the backbone's
 per-patch features (training.penalties). With frozen_blocks, conv blocks
-1..N stay at their initialisation (models.freeze_blocks). With pitch_copies
+1..N stay at their initialisation (models.freeze_blocks); with
+random_kernels, the last N blocks' convolution kernels do, their BatchNorm
+still training (models.keep_random_kernels). With pitch_copies
 K, each batch holds groups of K pitch-shifted copies of a note
 (audio_perm.pitch) and pitch_weight times a loss on the copies' pitch
 scores joins the differentiated loss: pitch_loss "rank", their ranking loss
@@ -214,6 +216,7 @@ class Trainer:
     keras.utils.set_random_seed(config.seed)
     encoder = config.encoder.build_keras_encoder(patch_shape=patch_shape)
     models.freeze_blocks(encoder, config.optimizer.frozen_blocks)
+    models.keep_random_kernels(encoder, config.optimizer.random_kernels)
     return models.build_pretext_model(
         encoder, objective.head_size,
         with_features=config.optimizer.uses_features,

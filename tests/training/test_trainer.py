@@ -240,3 +240,43 @@ def test_frozen_blocks_stay_the_random_twins_and_the_rest_trains(fixed_batch_tra
 def test_frozen_blocks_beyond_the_backbone_is_refused(tiny_config, tmp_path):
   with pytest.raises(ValueError, match="frozen_blocks=6: the backbone has 5"):
     tiny_config(str(tmp_path), frozen_blocks=6).validate(check_data=False)
+
+
+def test_random_kernels_stay_drawn_and_their_batchnorm_still_trains(
+    fixed_batch_trainer, tmp_path):
+  trainer, iterator = fixed_batch_trainer(str(tmp_path), random_kernels=1,
+                                          learning_rate=0.01)
+  twin, _ = fixed_batch_trainer(str(tmp_path))  # Same seed, all trains.
+  backbone = trainer.encoder.get_layer("backbone")
+  last = backbone.blocks[-1]
+  kernel = last.conv.kernel
+  trainable = {v.path for v in trainer.model.trainable_variables}
+  assert kernel.path not in trainable
+  assert {v.path for v in last.norm.trainable_variables} <= trainable
+  assert (len(trainer.model.trainable_variables)
+          == len(twin.model.trainable_variables) - 1)  # conv5's kernel
+  np.testing.assert_array_equal(kernel.numpy(),
+                                twin.encoder.get_layer("backbone")
+                                .blocks[-1].conv.kernel.numpy())
+  initial = {v.path: v.numpy() for v in trainer.model.variables}
+  trainer.train_function()(iterator, tf.constant(4))
+  changed = {v.path for v in trainer.model.variables
+             if not np.array_equal(v.numpy(), initial[v.path])}
+  assert kernel.path not in changed
+  # The blocks below learn; conv5's BatchNorm learns its scale and offset
+  # and tracks the statistics of its changing inputs.
+  assert backbone.blocks[0].conv.kernel.path in changed
+  for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+    assert getattr(last.norm, name).path in changed, name
+
+
+@pytest.mark.parametrize("settings,match", [
+    (dict(random_kernels=6), "random_kernels=6 cover more than"),
+    (dict(random_kernels=3, frozen_blocks=3), "keep their sum at most 5"),
+    (dict(random_kernels=-1), "random_kernels"),
+])
+def test_random_kernels_beyond_the_backbone_are_refused(tiny_config,
+                                                        tmp_path, settings,
+                                                        match):
+  with pytest.raises(ValueError, match=match):
+    tiny_config(str(tmp_path), **settings).validate(check_data=False)
