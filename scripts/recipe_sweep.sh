@@ -137,9 +137,10 @@ declare -A SETTINGS=(
   [tf_jitter_decay10_v10c_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=10 --covariance_penalty=1 --learning_rate=1e-3"
   # Round 33: round 12's candidate with conv5's kernels kept as drawn
   # (--random_kernels=1: rounds 14-17 put pretraining's pitch loss in what
-  # conv5's weights learn), alone and with round 27's pitch term.
+  # conv5's weights learn; its timbre gain may live below), and variance
+  # weight 5 at width 0.25 (whose twins spread least, round 31).
   [tf_jitter_decay10_vc_rk1_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --random_kernels=1 --learning_rate=1e-3"
-  [tf_jitter_decay10_vc_rk1_pitch4nbshift_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --random_kernels=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --learning_rate=1e-3"
+  [tf_jitter_decay10_v5c_w025_lr1e-3]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=5 --covariance_penalty=1 --width=0.25 --learning_rate=1e-3"
   [tf_jitter_decay10_vc_pitch4nbshift_lr1e-3_900]="--patching=time_frequency $JITTER --init_decay=10 --variance_penalty=25 --covariance_penalty=1 --pitch_copies=4 --pitch_envelope=original --pitch_band=common --pitch_pretext=note_batch --pitch_loss=shift --learning_rate=1e-3 --train_steps=900"
 )
 case "$ROUND" in
@@ -207,8 +208,8 @@ case "$ROUND" in
   # Round 31: width 0.25, and variance weight 5.
   31) ORDER=(tf_jitter_decay10_vc_w025_lr1e-3 tf_jitter_decay10_v5c_lr1e-3) ;;
   32) ORDER=(tf_jitter_decay10_v5c_lr1e-3 tf_jitter_decay10_v10c_lr1e-3) ;;
-  # Round 33: conv5's kernels as drawn, alone and with the pitch term.
-  33) ORDER=(tf_jitter_decay10_vc_rk1_lr1e-3 tf_jitter_decay10_vc_rk1_pitch4nbshift_lr1e-3) ;;
+  # Round 33: conv5's kernels as drawn; variance weight 5 at width 0.25.
+  33) ORDER=(tf_jitter_decay10_vc_rk1_lr1e-3 tf_jitter_decay10_v5c_w025_lr1e-3) ;;
   *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 33." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
