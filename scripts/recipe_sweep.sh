@@ -210,7 +210,11 @@ case "$ROUND" in
   32) ORDER=(tf_jitter_decay10_v5c_lr1e-3 tf_jitter_decay10_v10c_lr1e-3) ;;
   # Round 33: conv5's kernels as drawn; variance weight 5 at width 0.25.
   33) ORDER=(tf_jitter_decay10_vc_rk1_lr1e-3 tf_jitter_decay10_v5c_w025_lr1e-3) ;;
-  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 33." >&2; exit 2 ;;
+  # Round 34: both of round 33's settings at more seeds (SEEDS="2 3"):
+  # width 0.25 with weight 5 gave fc1 pitch -15 MSE with timbre above the
+  # twin, conv5's random kernels +0.02 timbre with pitch -7.5 MSE.
+  34) ORDER=(tf_jitter_decay10_v5c_w025_lr1e-3 tf_jitter_decay10_vc_rk1_lr1e-3) ;;
+  *) echo "recipe_sweep.sh: no round $ROUND; rounds are 1 to 34." >&2; exit 2 ;;
 esac
 SEEDS=(${SEEDS:-0 1})
 DATA=()
