@@ -215,7 +215,7 @@ case "$ROUND" in
   # width 0.25 with weight 5 gave fc1 pitch -15 MSE with timbre above the
   # twin, conv5's random kernels +0.02 timbre with pitch -7.5 MSE.
   34) ORDER=(tf_jitter_decay10_v5c_w025_lr1e-3 tf_jitter_decay10_vc_rk1_lr1e-3) ;;
-  # Round 35 (planned, not yet run): weight 5 at width 0.25 at seeds 4 and
+  # Round 35 (its first setting run at SEEDS="4 5"; weight 10 not yet): weight 5 at width 0.25 at seeds 4 and
   # 5 (SEEDS="4 5"): at 4 seeds its fc1 family and pitch gains clear the
   # pooled std, its instrument gain (+0.013 against 0.017) does not; and
   # weight 10 at width 0.25, between weight 25's timbre and weight 5's pitch.
