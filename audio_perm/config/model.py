@@ -32,8 +32,12 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker",
 @dataclasses.dataclass
 class FrontendConfig:
   """Waveform -> log spectrogram -> patches (audio_perm.patches.frontend)."""
-  patching: str = leaf("frequency", "enum",
-                        "How the spectrogram is cut into patches.",
+  # The default recipe (docs/recipe_sweep.md, rounds 33-35): tiles keep
+  # what the untrained network already reads from frequency position and
+  # time; the paper's 10 frequency bands are --patching=frequency.
+  patching: str = leaf("time_frequency", "enum",
+                        "How the spectrogram is cut into patches (the "
+                        "paper: frequency).",
                         choices=patches_lib.SCHEMES)
   num_patches: int = leaf(10, "integer", "Patches per example.",
                            check="positive")
@@ -101,7 +105,9 @@ class EncoderConfig:
   random/supervised baselines build it when no SavedModel says otherwise.
   """
   frontend: FrontendConfig = nested(FrontendConfig)
-  width: float = leaf(0.125, "float",  # Small enough to train on a CPU.
+  # Small enough to train on a CPU; 0.25 kept more of pretraining's gain
+  # than 0.125 and steadied the random twins (docs/recipe_sweep.md, round 31).
+  width: float = leaf(0.25, "float",
                        "Channel multiplier of the conv backbone (1.0: "
                        "AlexNet sizes 96-384).", check="positive")
   embedding_dim: int = leaf(256, "integer", "Size of the embedding (first "
@@ -215,7 +221,7 @@ class OptimizerConfig:
   learning_rate: float = leaf(1e-3, "float", "Constant learning rate (the "
                                "paper: 1e-6).", check="positive")
   init_decay: float = leaf(
-      0.0, "float", "Pull the weights towards their random initialisation: "
+      10.0, "float", "Pull the weights towards their random initialisation: "
       "adds init_decay/2 * sum((w - w0)^2) over every trainable weight to "
       "the loss (L2-SP; an anti-collapse option outside the paper, see "
       "docs/recipe_sweep.md). 0: off.", check="nonnegative")
@@ -234,13 +240,13 @@ class OptimizerConfig:
       "paper, see docs/recipe_sweep.md). 0: off; with --frozen_blocks, "
       "the two together at most 5.", check="nonnegative")
   variance_penalty: float = leaf(
-      0.0, "float", "Weight of VICReg's variance term on the backbone's "
+      5.0, "float", "Weight of VICReg's variance term on the backbone's "
       "per-patch features over the batch's patches: mean over features of "
       "relu(1 - std), so that no feature collapses (training.penalties; an "
       "anti-collapse option outside the paper). 0: off.",
       check="nonnegative")
   covariance_penalty: float = leaf(
-      0.0, "float", "Weight of VICReg's covariance term on the same "
+      1.0, "float", "Weight of VICReg's covariance term on the same "
       "features: the sum of squared off-diagonal covariances / features, so "
       "that they decorrelate (keeps the rank). 0: off.", check="nonnegative")
 

@@ -30,16 +30,16 @@ class AugmentConfig:
   8.7 dB).
   """
   gain_jitter: float = leaf(
-      0.0, "float", "Add to each patch's log magnitudes a random offset, "
+      3.0, "float", "Add to each patch's log magnitudes a random offset, "
       "uniform in [-gain_jitter, gain_jitter], while pretraining, so that "
       "level cannot order the patches but still reaches the encoder. 0: off.",
       check="nonnegative")
   tilt_jitter: float = leaf(
-      0.0, "float", "Add a random spectral tilt while pretraining: a line "
+      2.0, "float", "Add a random spectral tilt while pretraining: a line "
       "over the frequency bins from -t to +t, t uniform in [-tilt_jitter, "
       "tilt_jitter] per example. 0: off.", check="nonnegative")
   eq_jitter: float = leaf(
-      0.0, "float", "Add a smooth random EQ while pretraining: three "
+      2.0, "float", "Add a smooth random EQ while pretraining: three "
       "cosines over the frequency bins (1 to 3 half-periods, random phases) "
       "with amplitudes uniform in [-eq_jitter/2, eq_jitter/2]. 0: off.",
       check="nonnegative")
@@ -246,6 +246,20 @@ def check_data_source(data_dir, train_pattern):
       otherwise="omit --data_dir to use the default dataset")
 
 
+# The default recipe's settings outside the paper (docs/recipe_sweep.md,
+# rounds 33-35), which train.py turns on by default and the paper's setting
+# turns off: augmentations against the pretext's shortcuts, the pull towards
+# the initialisation and VICReg's variance/covariance terms.
+RECIPE_EXTRAS = ("gain_jitter", "tilt_jitter", "eq_jitter", "init_decay",
+                 "variance_penalty", "covariance_penalty")
+
+
+def _off(config_class):
+  """{name: 0.0} for the RECIPE_EXTRAS that are fields of `config_class`."""
+  names = {f.name for f in dataclasses.fields(config_class)}
+  return {name: 0.0 for name in RECIPE_EXTRAS if name in names}
+
+
 def paper_train_config():
   """The paper's pretraining setting (Carr et al., IEEE SPL 2021).
 
@@ -262,7 +276,9 @@ def paper_train_config():
           width=1.0, embedding_dim=1024, normalization="batch"),
       objective=ObjectiveConfig(name="perturbed_fy", perturbation_samples=100,
                                 perturbation_sigma=1.0),
-      optimizer=OptimizerConfig(name="adam", learning_rate=1e-6),
+      optimizer=OptimizerConfig(name="adam", learning_rate=1e-6,
+                                **_off(OptimizerConfig)),
+      augment=AugmentConfig(**_off(AugmentConfig)),
       batch_size=32, train_steps=9_038_000, checkpoint_every=5000,
       log_every=100, image_every=5000,
       # Accelerators: deterministic GPU kernels can cost more there; opt in.
@@ -308,8 +324,14 @@ def paper_flagfile():
       "the",
       "# checkpoint/log rhythm, and op determinism off on accelerators.",
   ]
+  off = [
+      "# Outside the paper and on in train.py's defaults (docs/recipe_sweep.md):",
+      "# augmentations against the pretext's shortcuts, the pull towards the",
+      "# initialisation and VICReg's variance/covariance terms; off here.",
+  ]
   return "\n".join(header + lines(_PAPER_FLAGS) + middle
-                   + lines(_OUR_PAPER_FLAGS)) + "\n"
+                   + lines(_OUR_PAPER_FLAGS) + off
+                   + lines(RECIPE_EXTRAS)) + "\n"
 
 
 def _flag_text(value):

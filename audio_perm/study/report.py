@@ -11,6 +11,7 @@ import json
 import os
 import platform
 
+from audio_perm import config as config_lib
 from audio_perm.study import plan as plan_lib
 from audio_perm.study import scales as scales_lib
 from audio_perm.study import tables
@@ -124,6 +125,12 @@ def _setting_lines(plan):
                f"min({train.objective.num_permutations}, n!); "
                f"Table II / Fig. 2 objective: {plan.table2_objective} (fixed "
                "before the run; the paper's best)")
+  extras = config_lib.flatten(train)
+  extras = [f"{name} {extras[name]:g}" for name in config_lib.RECIPE_EXTRAS
+            if extras[name]]
+  lines.append("- outside the paper (train.py's default recipe, "
+               "docs/recipe_sweep.md): "
+               + (", ".join(extras) if extras else "none"))
   lines.append(f"- evaluation: frozen encoders, MLP probe "
                f"({probe.hidden_units} hidden units, at most "
                f"{probe.max_epochs} epochs, patience {probe.patience}), "
