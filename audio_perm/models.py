@@ -443,7 +443,7 @@ def _check_positive(name, value):
     raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
+def build_encoder(num_patches, patch_shape, width=0.25, embedding_dim=256,
                   normalization="batch", channels=1,
                   input_standardization="example", pooling="global",
                   name="encoder"):
@@ -453,7 +453,7 @@ def build_encoder(num_patches, patch_shape, width=0.125, embedding_dim=256,
     num_patches: n, patches per example.
     patch_shape: (patch_frames, patch_bins) of one patch.
     width: channel multiplier of the AlexNet-like backbone (1.0 = 96..384
-      channels; 0.125, 12..48 channels, is train.py's CPU default).
+      channels; 0.25, 24..96 channels, is train.py's CPU default).
     embedding_dim: size of the first fully connected layer, the embedding.
     normalization: "batch" (synchronised), "example" or "none"; see the
       module docstring.

@@ -19,6 +19,11 @@ OUT="${2:-runs/sweep}"
 PY="${PYTHON:-.venv/bin/python}"
 mkdir -p "$OUT"
 
+# train.py's defaults when rounds 1-35 ran (10 frequency bands, width 1/8,
+# none of the recipe's extras), given first so that every setting below
+# means what it meant then; each setting's own flags come after and win.
+# Round 35's setting became the default afterwards.
+BASE="--patching=frequency --width=0.125 --gain_jitter=0 --tilt_jitter=0 --eq_jitter=0 --init_decay=0 --variance_penalty=0 --covariance_penalty=0"
 JITTER="--gain_jitter=3 --tilt_jitter=2 --eq_jitter=2"
 declare -A SETTINGS=(
   # Round 1.
@@ -241,7 +246,7 @@ for name in "${ORDER[@]}"; do
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$PY" train.py --model_dir="$dir" --seed="$seed" --noverbose \
-      ${SETTINGS[$name]} "${DATA[@]}" 2>&1 | grep -E ": error: |Trained|Exported" || true
+      $BASE ${SETTINGS[$name]} "${DATA[@]}" 2>&1 | grep -E ": error: |Trained|Exported" || true
     echo "   $(( $(date +%s) - start )) s"
   done
 done

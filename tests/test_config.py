@@ -114,8 +114,9 @@ def test_runtime_fields_are_how_long_and_where_not_what():
     (dict(optimizer="adagrad"), "optimizer must be one of"),
     (dict(objective="classification", num_patches=3, num_permutations=7),
      r"num_permutations=7 exceeds the 3! = 6"),
-    (dict(grid=(2, 5)), "grid=\\[2, 5\\] only applies to"),
-    (dict(num_patches=600), "num_patches"),
+    (dict(patching="frequency", grid=(2, 5)),
+     "grid=\\[2, 5\\] only applies to"),
+    (dict(patching="frequency", num_patches=600), "num_patches"),
     (dict(data_dir="a", train_pattern="b"), "not both"),
     (dict(normalization="layer"), "normalization must be one of"),
     (dict(deterministic=True, jit_compile=True), "XLA has no deterministic"),
@@ -155,3 +156,21 @@ def test_encoder_config_reads_its_json_and_the_frontend_is_nested():
   assert config.frontend.patching == "time"
   assert config_lib.EncoderConfig.from_dict(config.to_dict()) == config
   assert config.patch_shape() == config.frontend.patch_shape()
+
+
+def test_defaults_are_the_recipe_and_the_paper_turns_its_extras_off():
+  # The recipe of docs/recipe_sweep.md (rounds 33-35) is train.py's default;
+  # the study pins the same values (study.scales.RECIPE).
+  from audio_perm.study import scales  # pylint: disable=g-import-not-at-top
+  flat = config_lib.TrainConfig().to_dict()
+  assert (flat["patching"], flat["num_patches"], flat["width"],
+          flat["learning_rate"], flat["batch_size"],
+          flat["train_steps"]) == ("time_frequency", 10, 0.25, 1e-3, 16, 300)
+  assert {k: flat[k] for k in config_lib.RECIPE_EXTRAS} == scales.RECIPE
+  paper = config_lib.paper_train_config().to_dict()
+  assert {k: paper[k] for k in config_lib.RECIPE_EXTRAS} == dict.fromkeys(
+      config_lib.RECIPE_EXTRAS, 0.0)
+  # Every other setting outside the paper stays off by default.
+  assert (flat["patch_gap"], flat["pitch_copies"], flat["frozen_blocks"],
+          flat["random_kernels"], flat["input_standardization"],
+          flat["pooling"]) == (0, 0, 0, 0, "example", "global")

@@ -36,12 +36,15 @@ def _fixed_batches(objective, num_batches=2):
   return patches, target
 
 
-def _first_updates(strategy, objective, normalization, steps=2, init_decay=0.0):
+def _first_updates(strategy, objective, normalization, steps=2, init_decay=0.0,
+                   variance_penalty=0.0, covariance_penalty=0.0):
   config = training.TrainConfig().replace(
       objective=objective, num_patches=NUM_PATCHES, batch_size=GLOBAL_BATCH,
       optimizer="sgd", learning_rate=0.05, width=1 / 16, embedding_dim=8,
       normalization=normalization, num_permutations=6, seed=3,
-      init_decay=init_decay)
+      patching="frequency", init_decay=init_decay,
+      variance_penalty=variance_penalty,
+      covariance_penalty=covariance_penalty)
   trainer = training.Trainer(config, strategy, patch_shape=PATCH_SHAPE)
   patches, target = _fixed_batches(objective)
 
@@ -70,16 +73,23 @@ def _first_updates(strategy, objective, normalization, steps=2, init_decay=0.0):
     # The pull towards the initial weights (second step) is added once per
     # update, not once per replica.
     pytest.param("mse", "batch", 10.0, marks=pytest.mark.slow),
+    # The default recipe's terms: VICReg's statistics over the GLOBAL batch's
+    # patches (summed over the replicas), with the pull.
+    pytest.param("mse", "batch", 10.0, marks=pytest.mark.slow,
+                 id="mse-batch-10.0-vicreg"),
 ])
 def test_one_and_two_replicas_give_the_same_updates(objective, normalization,
-                                                    init_decay, two_replicas):
+                                                    init_decay, two_replicas,
+                                                    request):
   one = tf.distribute.OneDeviceStrategy("/cpu:0")
   two = two_replicas
   assert two.num_replicas_in_sync == 2
+  terms = (dict(variance_penalty=5.0, covariance_penalty=1.0)
+           if "vicreg" in request.node.callspec.id else {})
   before1, after1, losses1 = _first_updates(one, objective, normalization,
-                                            init_decay=init_decay)
+                                            init_decay=init_decay, **terms)
   before2, after2, losses2 = _first_updates(two, objective, normalization,
-                                            init_decay=init_decay)
+                                            init_decay=init_decay, **terms)
   for b1, b2 in zip(before1, before2):
     np.testing.assert_array_equal(b1, b2)  # Same initialisation.
   np.testing.assert_allclose(losses1, losses2, rtol=1e-5)

@@ -34,10 +34,11 @@ def test_fit_length_crops_or_pads_at_the_end(samples):
   np.testing.assert_array_equal(got, want)
 
 
-def test_encoder_is_frontend_then_keras_encoder():
-  module = export.random_encoder(seed=0, **TINY)
+@pytest.mark.parametrize("patching", ["frequency", "time_frequency"])
+def test_encoder_is_frontend_then_keras_encoder(patching):
+  module = export.random_encoder(seed=0, patching=patching, **TINY)
   w = _waveforms(3, 64000)
-  patches = patches_lib.frontend(tf.constant(w), "frequency", 10)
+  patches = patches_lib.frontend(tf.constant(w), patching, 10)
   want = module.encoder(patches).numpy()
   np.testing.assert_allclose(module(w).numpy(), want, rtol=1e-5, atol=1e-6)
   model = export.build_waveform_model(module.config, module.encoder)
@@ -145,8 +146,8 @@ def test_export_frontend_is_raw_log_spectrogram_bands_with_centred_crop():
   # does it), and the centred crop_frames window, cut into frequency bands.
   from audio_perm import spectrogram  # pylint: disable=g-import-not-at-top
   w = _waveforms(2, 64000)
-  config = export.EncoderConfig().replace(num_patches=10, crop_frames=100,
-                                          **TINY)
+  config = export.EncoderConfig().replace(
+      patching="frequency", num_patches=10, crop_frames=100, **TINY)
   got = export.waveform_to_patches(tf.constant(w), config.frontend).numpy()
   spec = spectrogram.log_magnitude_spectrogram(w).numpy()  # [2, 398, 513]
   start = (398 - 100) // 2

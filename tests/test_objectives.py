@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from audio_perm import config as config_lib
 from audio_perm import objectives
 from audio_perm import permutations
 from audio_perm import training
@@ -166,7 +167,9 @@ def test_accuracy_rises_well_above_chance_on_a_learnable_case(objective):
   config = training.TrainConfig().replace(
       objective=objective, num_patches=num_patches, batch_size=batch_size,
       learning_rate=3e-3, width=1 / 16, embedding_dim=32, num_permutations=24,
-      perturbation_samples=20, train_steps=60)
+      perturbation_samples=20, train_steps=60, patching="frequency",
+      # The objective alone: none of the default recipe's extra terms.
+      **dict.fromkeys(config_lib.RECIPE_EXTRAS, 0.0))
   trainer = training.Trainer(config, patch_shape=patch_shape)
   dataset_fn = _learnable_dataset_fn(num_patches, patch_shape, batch_size,
                                      trainer.objective.permutation_set)

@@ -82,8 +82,8 @@ class SupervisedConfig:
       "Training steps of each supervised (no pretraining) model: one per task "
       "head, regime and seed, so 4 x regimes x seeds models. Slow on CPU: "
       "about 4 s per step at batch 32 and width 0.25 on 2 busy cores, i.e. "
-      "~20 min per model at 300 steps (measured at width 0.25; the default "
-      "0.125 is cheaper). The labelled notes' audio is held in memory "
+      "~20 min per model at 300 steps (measured at width 0.25, the "
+      "default). The labelled notes' audio is held in memory "
       "(256 KB per note).", check="positive")
   batch_size: int = leaf(32, "integer", "Batch size of the supervised "
                           "baseline.", check="positive")

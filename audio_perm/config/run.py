@@ -169,6 +169,16 @@ class TrainConfig:
     """From a flat dict such as flags.json; unknown keys ignored."""
     return unflatten(cls, values)
 
+  @classmethod
+  def saved_values(cls, values):
+    """A run's flags.json as a full flat dict.
+
+    A flag that the file predates held the value it had when the run was
+    written: its default then, which is today's except for the
+    RECIPE_EXTRAS (0, off, until they became the default recipe).
+    """
+    return {**cls().to_dict(), **_off(cls), **values}
+
   def replace(self, **flat):
     """A copy with flat (flag-named) settings replaced, e.g. seed=1, width=1."""
     return replace(self, **flat)
@@ -255,8 +265,8 @@ RECIPE_EXTRAS = ("gain_jitter", "tilt_jitter", "eq_jitter", "init_decay",
 
 
 def _off(config_class):
-  """{name: 0.0} for the RECIPE_EXTRAS that are fields of `config_class`."""
-  names = {f.name for f in dataclasses.fields(config_class)}
+  """{name: 0.0} for the RECIPE_EXTRAS among `config_class`'s flat names."""
+  names = set(flatten(config_class()))
   return {name: 0.0 for name in RECIPE_EXTRAS if name in names}
 
 

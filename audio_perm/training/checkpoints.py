@@ -59,7 +59,8 @@ def read_flags(model_dir):
   if not tf.io.gfile.exists(path):
     raise ValueError(f"{model_dir!r} has no {FLAGS_FILENAME}: not a train.py "
                      "model_dir.")
-  return config_lib.TrainConfig.from_dict(read_json(path))
+  return config_lib.TrainConfig.from_dict(
+      config_lib.TrainConfig.saved_values(read_json(path)))
 
 
 def check_model_dir(config, overwrite=False, write=True):
@@ -77,7 +78,7 @@ def check_model_dir(config, overwrite=False, write=True):
   path = os.path.join(config.model_dir, FLAGS_FILENAME)
   if tf.io.gfile.exists(path):
     # A flag that the run's flags.json predates held its default then.
-    saved = dict(config_lib.TrainConfig().to_dict(), **read_json(path))
+    saved = config_lib.TrainConfig.saved_values(read_json(path))
     current = config.to_dict()
     diffs = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
              for k in sorted(set(saved) | set(current))

@@ -338,7 +338,8 @@ class Trainer:
         # the pretext loss.
         scaled_loss += tf.nn.scale_regularization_loss(self.init_penalty())
       if self.config.optimizer.uses_features:
-        # On this replica's patches; each replica adds its 1/replicas share.
+        # On the global batch's patches (penalties sums the statistics over
+        # the replicas); each replica adds its 1/replicas share.
         scaled_loss += tf.nn.scale_regularization_loss(
             self.feature_penalty(features))
       if self.pitch_copies:

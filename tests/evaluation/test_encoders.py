@@ -45,7 +45,8 @@ def test_random_encoder_follows_the_architecture_and_its_seed():
   with pytest.raises(ValueError, match="supervised"):
     encoders.make_encoder("supervised", architecture)
   with pytest.raises(evaluation.EvaluationError, match="CFN architecture"):
-    encoders.checked_architecture(architecture.replace(num_patches=600), 8000)
+    encoders.checked_architecture(architecture.replace(patching="frequency",
+                                                       num_patches=600), 8000)
 
 
 def test_default_architecture_is_read_beside_the_first_saved_model(tmp_path):

@@ -15,8 +15,8 @@ from audio_perm import export
 from audio_perm import probe
 from audio_perm.evaluation import supervised
 
-TINY_CFN = export.EncoderConfig().replace(num_patches=4, width=0.0625,
-                                          embedding_dim=8)
+TINY_CFN = export.EncoderConfig().replace(patching="frequency", num_patches=4,
+                                          width=0.0625, embedding_dim=8)
 
 
 @pytest.mark.slow

@@ -35,8 +35,15 @@ def test_smoke_and_cpu_pin_the_study_settings():
     assert scales.SCALES[name].num_patches == 10
   cpu = scales.SCALES["cpu"]
   assert (cpu.train.encoder.width, cpu.train.optimizer.learning_rate,
-          cpu.train.batch_size, cpu.train.train_steps) == (0.125, 1e-3, 16,
+          cpu.train.batch_size, cpu.train.train_steps) == (0.25, 1e-3, 16,
                                                            200)
+  # The default recipe's extras, pinned at the smoke and cpu scales, off at
+  # the paper's.
+  for name in ("smoke", "cpu"):
+    flat = config_lib.flatten(scales.SCALES[name].train)
+    assert {k: flat[k] for k in config_lib.RECIPE_EXTRAS} == scales.RECIPE
+  paper = config_lib.flatten(scales.SCALES["paper"].train)
+  assert not any(paper[k] for k in config_lib.RECIPE_EXTRAS)
   assert (cpu.probe.hidden_units, cpu.supervised.steps) == (512, 80)
 
 
@@ -55,7 +62,7 @@ def test_reductions_compare_with_the_paper_scale():
   for word in ("width", "pretraining steps", "learning rate",
                "Table I pretraining seeds", "Fig. 2 label counts"):
     assert word in reduced
-  assert "backbone width multiplier: 0.125 (paper scale: 1)" in reduced
+  assert "backbone width multiplier: 0.25 (paper scale: 1)" in reduced
   assert "no-pretraining steps per model: 80 (paper scale: 3,000)" in reduced
   assert "probe hidden units" not in reduced  # 512 at both scales.
   assert scales.reductions(scales.SCALES["paper"]) == []

@@ -4,14 +4,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from audio_perm import config as config_lib
 from audio_perm import training
+
+
+# The paper's frequency bands without the default recipe's extras (jitter,
+# init_decay, VICReg): the training tests' plain base, which a test that
+# exercises an extra turns on itself.
+PLAIN = dict(patching="frequency",
+             **dict.fromkeys(config_lib.RECIPE_EXTRAS, 0.0))
 
 
 def tiny_config(data_dir, **kwargs):
   """A TrainConfig small enough to train in seconds on 2 cores."""
   values = dict(data_dir=data_dir, num_patches=4, batch_size=4,
                 width=1 / 16, embedding_dim=8, learning_rate=3e-3,
-                num_permutations=12, perturbation_samples=20, verbose=False)
+                num_permutations=12, perturbation_samples=20, verbose=False,
+                **PLAIN)
   values.update(kwargs)
   return training.TrainConfig().replace(**values)
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from audio_perm import config as config_lib
 from audio_perm import training
 from audio_perm.training import checkpoints
 
@@ -44,6 +45,16 @@ def test_a_flag_newer_than_the_run_counts_as_its_default(tiny_config, tmp_path):
     training.check_model_dir(tiny_config(str(tmp_path),
                                          model_dir=str(model_dir),
                                          init_decay=2.0))
+  # The recipe's extras were off until they became the default: a run that
+  # predates one ran without it, whatever today's default, and is read so.
+  assert training.TrainConfig().optimizer.init_decay == 10.0
+  for name in config_lib.RECIPE_EXTRAS:
+    saved.pop(name, None)
+  flags_path.write_text(json.dumps(saved))
+  assert checkpoints.read_flags(str(model_dir)).to_dict() == (
+      config.to_dict())
+  with pytest.raises(ValueError, match="init_decay: 0.0 -> 10.0"):
+    training.check_model_dir(config.replace(init_decay=10.0))
 
 
 @pytest.mark.slow

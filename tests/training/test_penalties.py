@@ -26,6 +26,52 @@ def _brute_force(features):
   return variance, covariance
 
 
+def test_two_replicas_give_the_terms_and_gradients_of_the_whole_batch(
+    two_replicas):
+  # Each replica holds half the rows (different means, so per-replica
+  # statistics would differ); the all-reduced terms and each replica's
+  # gradient are those of one replica holding every row.
+  rng = np.random.default_rng(1)
+  features = (0.5 * rng.normal(size=(4, 3, 5))).astype(np.float32)
+  features[:2] += 1.0
+  features[..., 1] += 0.8 * features[..., 0]
+  whole = tf.constant(features)
+  with tf.GradientTape() as tape:
+    tape.watch(whole)
+    total = 5.0 * penalties.variance_covariance(whole)[0] + (
+        penalties.variance_covariance(whole)[1])
+  want_terms = [float(t) for t in penalties.variance_covariance(whole)]
+  want_grad = tape.gradient(total, whole).numpy()
+  halves = two_replicas.experimental_distribute_values_from_function(
+      lambda ctx: features[2 * ctx.replica_id_in_sync_group:
+                           2 * ctx.replica_id_in_sync_group + 2])
+
+  @tf.function
+  def step(rows):
+    def replica_fn(rows):
+      with tf.GradientTape() as tape:
+        tape.watch(rows)
+        variance, covariance = penalties.variance_covariance(rows)
+        # Each replica adds its 1/replicas share, as the trainer does
+        # (tf.nn.scale_regularization_loss): the all-reduce's gradient sums
+        # the replicas' shares back onto every replica's rows.
+        term = (5.0 * variance + covariance) / 2.0
+      return variance, covariance, tape.gradient(term, rows)
+    return two_replicas.run(replica_fn, args=(rows,))
+
+  variance, covariance, grads = step(halves)
+  for replica in range(2):
+    got = [float(two_replicas.experimental_local_results(t)[replica])
+           for t in (variance, covariance)]
+    np.testing.assert_allclose(got, want_terms, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        two_replicas.experimental_local_results(grads)[replica].numpy(),
+        want_grad[2 * replica:2 * replica + 2], rtol=1e-4, atol=1e-6)
+  # Per-replica statistics would have given other terms.
+  local = [float(t) for t in penalties.variance_covariance(features[:2])]
+  assert abs(local[1] - want_terms[1]) > 1e-3
+
+
 @pytest.mark.parametrize("scale", [0.3, 3.0])
 def test_terms_match_brute_force(scale):
   # scale 0.3: every std below 1 (the hinge is active); 3.0: above it.
