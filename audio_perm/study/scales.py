@@ -2,7 +2,7 @@
 
   smoke  seconds to a couple of minutes: tiny model, 2 steps per run, 1 seed,
          2 tasks, tiny label counts; exercises every code path (the test).
-  cpu    bounded for 2 CPU cores (<= 75 minutes, estimate printed first).
+  cpu    bounded for 2 CPU cores (<= 2.5 hours, estimate printed first).
   paper  the paper's setting, for accelerators (`config.paper_train_config()`:
          width 1.0, Adam, lr 1e-6, batch 32, 1000 epochs of NSynth's 289,205
          training notes; 3 seeds). Give it NSynth itself: --data_dir=a folder
@@ -147,17 +147,20 @@ SCALES = {
         seconds_per_step=0.1, seconds_per_run=3.0, seconds_per_embedding=1.0,
         seconds_per_probe=0.3, seconds_per_supervised_model=2.0,
         seconds_per_supervised_step=0.1),
-    # Measured on the 2 shared cores this was built on (load average 3-4 from
-    # other jobs): 0.62-0.67 s per step at n = 10 frequency/width 1/8/batch
-    # 16 (0.34 s with time slices), ~15 s per run on top (build, trace,
-    # export; the K = 100 Hamming set adds ~10 s), ~35 s to embed the 2,379
-    # + 299 notes with one encoder, ~1.4 s per MLP probe, and ~50 s for one
-    # no-pretraining model of 50 steps (half of it fixed costs).
+    # Measured in the 2026-12-06 run (width 1/4 with the recipe) on the 2
+    # cores this was built on, shared with other jobs for most of it (load
+    # average 4-5): 200 steps in 221-313 s per run (~1.2 s per step, start-up,
+    # trace and export included), 117-191 s per frozen-encoder evaluation
+    # (embedding the 2,379 + 299 notes, then 12 MLP probes of ~1.4 s), and
+    # 1,539 s for the 12 no-pretraining models of 80 steps (~128 s each).
+    # Width 1/8 without the recipe took 0.62-0.67 s per step and ~35 s per
+    # embedding.
     "cpu": Scale(
         name="cpu",
-        summary="2 CPU cores in about an hour: width 1/8, 200 steps of "
-                "batch 16 at lr 1e-3 on the default 2,975 rendered notes, 1 "
-                "pretraining seed x 3 evaluation seeds",
+        summary="2 CPU cores in about 2 h 15 min: width 1/4 with the default "
+                "recipe's extras, 200 steps of batch 16 at lr 1e-3 on the "
+                "default 2,975 rendered notes, 1 pretraining seed x 3 "
+                "evaluation seeds",
         max_notes=3000,
         train=_train(
             patching="frequency", num_patches=10, width=0.25,
@@ -171,9 +174,9 @@ SCALES = {
         pretrain_seeds=1, sweep_seeds=1, tasks=ALL_TASKS, num_labeled=1000,
         fig2_num_labeled=(100, 300, 1000, 2000), eval_seeds=3,
         fig2_supervised_seeds=1,
-        seconds_per_step=0.65, seconds_per_run=15.0,
-        seconds_per_embedding=35.0, seconds_per_probe=1.4,
-        seconds_per_supervised_model=25.0, seconds_per_supervised_step=0.5),
+        seconds_per_step=1.2, seconds_per_run=20.0,
+        seconds_per_embedding=110.0, seconds_per_probe=1.4,
+        seconds_per_supervised_model=30.0, seconds_per_supervised_step=1.2),
     "paper": Scale(
         name="paper",
         summary="the paper's setting for accelerators: width 1.0, Adam at lr "

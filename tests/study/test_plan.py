@@ -76,12 +76,14 @@ def test_every_run_is_a_valid_config_in_its_own_folder(tmp_path, name):
     assert run.config.frontend.num_patches == run.num_patches
 
 
-def test_cpu_scale_is_budgeted_under_75_minutes(tmp_path):
+def test_cpu_scale_is_budgeted_under_150_minutes(tmp_path):
+  # Width 1/4 with the recipe (2026-12-06): ~2 h 12 min measured on 2 cores
+  # shared with other jobs; width 1/8 without it took 41 min.
   plan = plan_lib.make_plan(scales.SCALES["cpu"], str(tmp_path), "/data")
   seconds, counts = plan_lib.estimate_seconds(plan)
   assert counts["runs"] == len(plan.runs) == 4 + 2 + 6
   assert counts["steps"] == len(plan.runs) * 200
-  assert seconds <= 75 * 60, plan_lib.fmt_duration(seconds)
+  assert seconds <= 150 * 60, plan_lib.fmt_duration(seconds)
 
 
 def test_eval_spec_keeps_its_stored_keys():
