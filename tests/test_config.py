@@ -168,8 +168,8 @@ def test_defaults_are_the_recipe_and_the_paper_turns_its_extras_off():
           flat["train_steps"]) == ("time_frequency", 10, 0.25, 1e-3, 16, 300)
   assert {k: flat[k] for k in config_lib.RECIPE_EXTRAS} == scales.RECIPE
   paper = config_lib.paper_train_config().to_dict()
-  assert {k: paper[k] for k in config_lib.RECIPE_EXTRAS} == dict.fromkeys(
-      config_lib.RECIPE_EXTRAS, 0.0)
+  assert {k: paper[k] for k in config_lib.RECIPE_EXTRAS} == {
+      k: 0.0 for k in config_lib.RECIPE_EXTRAS}
   # Every other setting outside the paper stays off by default.
   assert (flat["patch_gap"], flat["pitch_copies"], flat["frozen_blocks"],
           flat["random_kernels"], flat["input_standardization"],

@@ -169,7 +169,7 @@ def test_accuracy_rises_well_above_chance_on_a_learnable_case(objective):
       learning_rate=3e-3, width=1 / 16, embedding_dim=32, num_permutations=24,
       perturbation_samples=20, train_steps=60, patching="frequency",
       # The objective alone: none of the default recipe's extra terms.
-      **dict.fromkeys(config_lib.RECIPE_EXTRAS, 0.0))
+      **config_lib.RECIPE_EXTRAS_OFF)
   trainer = training.Trainer(config, patch_shape=patch_shape)
   dataset_fn = _learnable_dataset_fn(num_patches, patch_shape, batch_size,
                                      trainer.objective.permutation_set)

@@ -53,6 +53,7 @@ from audio_perm.config.model import REGULARIZATIONS
 from audio_perm.config.model import STRATEGIES
 from audio_perm.config.run import AugmentConfig
 from audio_perm.config.run import RECIPE_EXTRAS
+from audio_perm.config.run import RECIPE_EXTRAS_OFF
 from audio_perm.config.run import check_data_source
 from audio_perm.config.run import paper_flagfile
 from audio_perm.config.run import paper_train_config

@@ -177,7 +177,7 @@ class TrainConfig:
     written: its default then, which is today's except for the
     RECIPE_EXTRAS (0, off, until they became the default recipe).
     """
-    return {**cls().to_dict(), **_off(cls), **values}
+    return {**cls().to_dict(), **RECIPE_EXTRAS_OFF, **values}
 
   def replace(self, **flat):
     """A copy with flat (flag-named) settings replaced, e.g. seed=1, width=1."""
@@ -262,12 +262,8 @@ def check_data_source(data_dir, train_pattern):
 # the initialisation and VICReg's variance/covariance terms.
 RECIPE_EXTRAS = ("gain_jitter", "tilt_jitter", "eq_jitter", "init_decay",
                  "variance_penalty", "covariance_penalty")
-
-
-def _off(config_class):
-  """{name: 0.0} for the RECIPE_EXTRAS among `config_class`'s flat names."""
-  names = set(flatten(config_class()))
-  return {name: 0.0 for name in RECIPE_EXTRAS if name in names}
+# Their off values (flat settings), as in the paper and before the recipe.
+RECIPE_EXTRAS_OFF = dict.fromkeys(RECIPE_EXTRAS, 0.0)
 
 
 def paper_train_config():
@@ -286,13 +282,11 @@ def paper_train_config():
           width=1.0, embedding_dim=1024, normalization="batch"),
       objective=ObjectiveConfig(name="perturbed_fy", perturbation_samples=100,
                                 perturbation_sigma=1.0),
-      optimizer=OptimizerConfig(name="adam", learning_rate=1e-6,
-                                **_off(OptimizerConfig)),
-      augment=AugmentConfig(**_off(AugmentConfig)),
+      optimizer=OptimizerConfig(name="adam", learning_rate=1e-6),
       batch_size=32, train_steps=9_038_000, checkpoint_every=5000,
       log_every=100, image_every=5000,
       # Accelerators: deterministic GPU kernels can cost more there; opt in.
-      deterministic=False)
+      deterministic=False).replace(**RECIPE_EXTRAS_OFF)
 
 
 # Flags of configs/paper.flags: the paper's own first, then ours.

@@ -125,9 +125,9 @@ def _setting_lines(plan):
                f"min({train.objective.num_permutations}, n!); "
                f"Table II / Fig. 2 objective: {plan.table2_objective} (fixed "
                "before the run; the paper's best)")
-  extras = config_lib.flatten(train)
-  extras = [f"{name} {extras[name]:g}" for name in config_lib.RECIPE_EXTRAS
-            if extras[name]]
+  flat = config_lib.flatten(train)
+  extras = [f"{name} {flat[name]:g}" for name in config_lib.RECIPE_EXTRAS
+            if flat[name]]
   lines.append("- outside the paper (train.py's default recipe, "
                "docs/recipe_sweep.md): "
                + (", ".join(extras) if extras else "none"))

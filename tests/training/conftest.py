@@ -11,8 +11,7 @@ from audio_perm import training
 # The paper's frequency bands without the default recipe's extras (jitter,
 # init_decay, VICReg): the training tests' plain base, which a test that
 # exercises an extra turns on itself.
-PLAIN = dict(patching="frequency",
-             **dict.fromkeys(config_lib.RECIPE_EXTRAS, 0.0))
+PLAIN = dict(patching="frequency", **config_lib.RECIPE_EXTRAS_OFF)
 
 
 def tiny_config(data_dir, **kwargs):
